@@ -1,0 +1,43 @@
+# vlm-server — the two commands are `make run` and `make test`.
+
+CARGO ?= cargo
+PYTHON ?= python3
+MODEL ?= models/reference/llava-1.5-tiny
+HOST ?= 127.0.0.1
+PORT ?= 8000
+REF_VENV ?= .venv-ref
+
+.PHONY: all build test run lint fmt reference-models clean
+
+all: build
+
+build:
+	$(CARGO) build --release -p vlm-server
+
+## Run the server on $(MODEL).
+run: build
+	./target/release/vlm-server --model $(MODEL) --host $(HOST) --port $(PORT)
+
+## Every test: unit, parity with transformers' goldens, end-to-end.
+test:
+	$(CARGO) test --workspace
+
+lint:
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all
+
+## Rebuild the tiny reference models and goldens with transformers (by hand, never in CI:
+## installs torch, ~6 GB).
+reference-models: $(REF_VENV)/.installed
+	$(REF_VENV)/bin/python models/make_reference.py
+
+$(REF_VENV)/.installed: models/requirements.txt
+	$(PYTHON) -m venv $(REF_VENV)
+	$(REF_VENV)/bin/pip install -q -r models/requirements.txt
+	touch $@
+
+clean:
+	$(CARGO) clean

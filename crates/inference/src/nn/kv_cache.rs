@@ -1,0 +1,59 @@
+//! A per-sequence key/value cache, owned by the caller and passed into the model.
+
+use candle_core::{Result, Tensor};
+
+/// Keys and values of one attention layer, `(batch, kv_heads, seq, head_dim)` each.
+#[derive(Debug, Clone, Default)]
+pub struct LayerCache {
+    kv: Option<(Tensor, Tensor)>,
+}
+
+impl LayerCache {
+    /// Appends new keys/values and returns everything cached so far.
+    pub fn append(&mut self, k: &Tensor, v: &Tensor) -> Result<(Tensor, Tensor)> {
+        let (k, v) = match &self.kv {
+            None => (k.clone(), v.clone()),
+            Some((pk, pv)) => (Tensor::cat(&[pk, k], 2)?, Tensor::cat(&[pv, v], 2)?),
+        };
+        self.kv = Some((k.clone(), v.clone()));
+        Ok((k, v))
+    }
+
+    /// Number of cached positions.
+    pub fn len(&self) -> usize {
+        self.kv
+            .as_ref()
+            .and_then(|(k, _)| k.dim(2).ok())
+            .unwrap_or(0)
+    }
+
+    /// Whether nothing is cached.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// The cache of a whole decoder: one [`LayerCache`] per layer.
+#[derive(Debug, Clone)]
+pub struct KvCache {
+    layers: Vec<LayerCache>,
+}
+
+impl KvCache {
+    /// An empty cache for `num_layers` layers.
+    pub fn new(num_layers: usize) -> Self {
+        Self {
+            layers: vec![LayerCache::default(); num_layers],
+        }
+    }
+
+    /// Number of cached positions (the offset of the next token).
+    pub fn seq_len(&self) -> usize {
+        self.layers.first().map(LayerCache::len).unwrap_or(0)
+    }
+
+    /// The cache of layer `i`.
+    pub fn layer_mut(&mut self, i: usize) -> Option<&mut LayerCache> {
+        self.layers.get_mut(i)
+    }
+}

@@ -1,0 +1,61 @@
+//! Rotary position embeddings (the "rotate half" layout used by Llama-family checkpoints
+//! in Hugging Face format).
+
+use candle_core::{DType, Device, Result, Tensor};
+
+use crate::config::{RopeConfig, RopeScaling};
+
+/// Precomputed cos/sin tables for every position up to the context length.
+#[derive(Debug, Clone)]
+pub struct RotaryEmbedding {
+    cos: Tensor,
+    sin: Tensor,
+}
+
+impl RotaryEmbedding {
+    /// Builds tables of shape `(max_positions, head_dim / 2)` in `dtype`.
+    pub fn new(
+        cfg: &RopeConfig,
+        head_dim: usize,
+        max_positions: usize,
+        dtype: DType,
+        device: &Device,
+    ) -> Result<Self> {
+        let position_scale = match cfg.scaling {
+            RopeScaling::None => 1.0,
+            RopeScaling::Linear { factor } => 1.0 / factor,
+        };
+        // Computed in f32 like transformers (inv_freq is f32, positions are f32).
+        let inv_freq: Vec<f32> = (0..head_dim)
+            .step_by(2)
+            .map(|i| 1.0 / (cfg.theta as f32).powf(i as f32 / head_dim as f32))
+            .collect();
+        let half = inv_freq.len();
+        let inv_freq = Tensor::from_vec(inv_freq, (1, half), device)?;
+        let positions: Vec<f32> = (0..max_positions)
+            .map(|p| p as f32 * position_scale as f32)
+            .collect();
+        let positions = Tensor::from_vec(positions, (max_positions, 1), device)?;
+        let freqs = positions.broadcast_mul(&inv_freq)?;
+        Ok(Self {
+            cos: freqs.cos()?.to_dtype(dtype)?,
+            sin: freqs.sin()?.to_dtype(dtype)?,
+        })
+    }
+
+    /// Rotates `q` and `k` of shape `(batch, heads, seq, head_dim)` for positions
+    /// `offset..offset + seq`.
+    pub fn apply(&self, q: &Tensor, k: &Tensor, offset: usize) -> Result<(Tensor, Tensor)> {
+        let seq = q.dim(2)?;
+        let cos = self.cos.narrow(0, offset, seq)?;
+        let sin = self.sin.narrow(0, offset, seq)?;
+        let q = candle_nn::rotary_emb::rope(&q.contiguous()?, &cos, &sin)?;
+        let k = candle_nn::rotary_emb::rope(&k.contiguous()?, &cos, &sin)?;
+        Ok((q, k))
+    }
+
+    /// Number of positions the tables cover.
+    pub fn max_positions(&self) -> usize {
+        self.cos.dims()[0]
+    }
+}

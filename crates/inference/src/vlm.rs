@@ -1,0 +1,250 @@
+//! A loaded vision-language model with everything needed to turn chat messages and images
+//! into tokens: tokenizer, chat template, image processor and weights.
+
+use std::path::Path;
+
+use candle_core::{DType, Device, Tensor};
+
+use crate::chat_template::{ChatTemplate, RenderOptions};
+use crate::config::{ModelConfig, SelectStrategy};
+use crate::error::{Error, Result};
+use crate::image::ImageProcessorConfig;
+use crate::messages::{count_images, ChatMessage};
+use crate::model_dir::ModelDir;
+use crate::models::llava::Llava;
+use crate::nn::kv_cache::KvCache;
+use crate::tokenizer::TextTokenizer;
+
+/// Where and in which precision to load the weights.
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    /// Compute device.
+    pub device: Device,
+    /// Weight and activation dtype.
+    pub dtype: DType,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        Self {
+            device: Device::Cpu,
+            dtype: DType::F32,
+        }
+    }
+}
+
+/// A prompt ready for the model: token ids with image placeholders expanded, and the
+/// preprocessed images.
+#[derive(Debug, Clone)]
+pub struct PreparedPrompt {
+    /// The rendered chat template (placeholders not yet expanded).
+    pub prompt: String,
+    /// Token ids, one image token per image feature.
+    pub input_ids: Vec<u32>,
+    /// `(n_images, 3, H, W)` f32, or `None` for a text-only prompt.
+    pub pixel_values: Option<Tensor>,
+}
+
+/// A vision-language model ready to serve.
+#[derive(Debug)]
+pub struct VisionLanguageModel {
+    config: ModelConfig,
+    model: Llava,
+    tokenizer: TextTokenizer,
+    template: ChatTemplate,
+    image_processor: ImageProcessorConfig,
+    image_token: String,
+    tokens_per_image: usize,
+}
+
+impl VisionLanguageModel {
+    /// Loads a model from a directory in Hugging Face layout.
+    pub fn load(dir: &Path, opts: &LoadOptions) -> Result<Self> {
+        let files = ModelDir::open(dir)?;
+        let mut eos = files.eos_ids.clone();
+        let tokenizer = TextTokenizer::from_file(&files.tokenizer_file, Vec::new())?;
+        if let Some(id) = files
+            .special_tokens
+            .eos_token
+            .as_deref()
+            .and_then(|t| tokenizer.token_to_id(t))
+        {
+            if !eos.contains(&id) {
+                eos.push(id);
+            }
+        }
+        let tokenizer = TextTokenizer::from_file(&files.tokenizer_file, eos)?;
+        let config = files.config.clone();
+        let image_token = tokenizer
+            .id_to_token(config.image_token_id)
+            .ok_or_else(|| Error::Config {
+                path: files.tokenizer_file.clone(),
+                message: format!(
+                    "the image token id {} from config.json is not in the vocabulary",
+                    config.image_token_id
+                ),
+            })?;
+        let template = ChatTemplate::from_source(files.chat_template.clone(), files.special_tokens.clone())?;
+        let vb = crate::weights::load_var_builder(&files.weight_files, opts.dtype, &opts.device)?;
+        let model = Llava::load(&config, vb).map_err(|e| Error::Weights(e.to_string()))?;
+        let patches = config.vision.patches_per_side().pow(2);
+        let tokens_per_image = match config.select_strategy {
+            SelectStrategy::Default => patches,
+            SelectStrategy::Full => patches + 1,
+        };
+        Ok(Self {
+            config,
+            model,
+            tokenizer,
+            template,
+            image_processor: files.image_processor,
+            image_token,
+            tokens_per_image,
+        })
+    }
+
+    /// The parsed `config.json`.
+    pub fn config(&self) -> &ModelConfig {
+        &self.config
+    }
+
+    /// The tokenizer.
+    pub fn tokenizer(&self) -> &TextTokenizer {
+        &self.tokenizer
+    }
+
+    /// The underlying network.
+    pub fn model(&self) -> &Llava {
+        &self.model
+    }
+
+    /// The model's context length in tokens.
+    pub fn context_length(&self) -> usize {
+        self.model.language_model().max_positions()
+    }
+
+    /// Image tokens each image expands to.
+    pub fn tokens_per_image(&self) -> usize {
+        self.tokens_per_image
+    }
+
+    /// Renders the chat template with a generation prompt.
+    pub fn render(&self, messages: &[ChatMessage]) -> Result<String> {
+        let opts = RenderOptions {
+            add_generation_prompt: true,
+            image_token: self.image_token.clone(),
+            ..RenderOptions::default()
+        };
+        Ok(self.template.render(messages, &opts)?)
+    }
+
+    /// Preprocesses decoded RGB images into `(n, 3, H, W)` pixel values.
+    pub fn preprocess_images(&self, images: &[::image::RgbImage]) -> Result<Option<Tensor>> {
+        if images.is_empty() {
+            return Ok(None);
+        }
+        let mut planes = Vec::with_capacity(images.len());
+        for img in images {
+            let px = self
+                .image_processor
+                .preprocess(img)
+                .map_err(|e| Error::InvalidInput(e.to_string()))?;
+            planes.push(Tensor::from_vec(
+                px.data,
+                (px.channels, px.height, px.width),
+                &Device::Cpu,
+            )?);
+        }
+        Ok(Some(Tensor::stack(&planes, 0)?))
+    }
+
+    /// Turns chat messages and their images (in order of appearance) into model inputs.
+    pub fn prepare(&self, messages: &[ChatMessage], images: &[::image::RgbImage]) -> Result<PreparedPrompt> {
+        let expected = count_images(messages);
+        if expected != images.len() {
+            return Err(Error::InvalidInput(format!(
+                "the messages reference {expected} images but {} were given",
+                images.len()
+            )));
+        }
+        let prompt = self.render(messages)?;
+        let placeholders = prompt.matches(self.image_token.as_str()).count();
+        if placeholders != images.len() {
+            return Err(Error::InvalidInput(format!(
+                "the prompt holds {placeholders} image placeholders ({:?}) for {} images; \
+                 message text must not contain the image token",
+                self.image_token,
+                images.len()
+            )));
+        }
+        let expanded = prompt.replace(
+            self.image_token.as_str(),
+            &self.image_token.repeat(self.tokens_per_image),
+        );
+        let input_ids = self.tokenizer.encode(&expanded)?;
+        let pixel_values = self.preprocess_images(images)?;
+        Ok(PreparedPrompt {
+            prompt,
+            input_ids,
+            pixel_values,
+        })
+    }
+
+    /// Logits `(seq, vocab)` (f32) of a full prompt forward pass.
+    pub fn prompt_logits(&self, input_ids: &[u32], pixel_values: Option<&Tensor>) -> Result<Tensor> {
+        let mut cache = self.new_cache();
+        let pixel_values = match pixel_values {
+            Some(p) => Some(p.to_device(self.model.device())?),
+            None => None,
+        };
+        let hidden = self.model.prefill(input_ids, pixel_values.as_ref(), &mut cache)?;
+        Ok(self
+            .model
+            .language_model()
+            .logits(&hidden)?
+            .squeeze(0)?
+            .to_dtype(DType::F32)?)
+    }
+
+    /// An empty KV cache for this model.
+    pub fn new_cache(&self) -> KvCache {
+        KvCache::new(self.model.language_model().num_layers())
+    }
+
+    /// Greedy decoding of up to `max_new_tokens`, stopping at EOS unless `ignore_eos`.
+    pub fn generate_greedy(
+        &self,
+        prompt: &PreparedPrompt,
+        max_new_tokens: usize,
+        ignore_eos: bool,
+    ) -> Result<Vec<u32>> {
+        let mut cache = self.new_cache();
+        let pixel_values = match &prompt.pixel_values {
+            Some(p) => Some(p.to_device(self.model.device())?),
+            None => None,
+        };
+        let hidden = self
+            .model
+            .prefill(&prompt.input_ids, pixel_values.as_ref(), &mut cache)?;
+        let last = hidden.narrow(1, hidden.dim(1)? - 1, 1)?;
+        let mut logits = self
+            .model
+            .language_model()
+            .logits(&last)?
+            .flatten_all()?
+            .to_dtype(DType::F32)?;
+        let mut out = Vec::new();
+        while out.len() < max_new_tokens {
+            let next = logits.argmax(0)?.to_scalar::<u32>()?;
+            out.push(next);
+            if !ignore_eos && self.tokenizer.is_eos(next) {
+                break;
+            }
+            if out.len() == max_new_tokens || cache.seq_len() >= self.context_length() {
+                break;
+            }
+            logits = self.model.decode_step(next, &mut cache)?;
+        }
+        Ok(out)
+    }
+}

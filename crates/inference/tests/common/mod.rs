@@ -1,0 +1,108 @@
+//! Helpers shared by the parity tests: reading the committed goldens.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+use candle_core::{Device, Tensor};
+use serde_json::Value;
+use vlm_inference::messages::{ChatMessage, ContentPart, MessageContent, Role};
+
+/// `models/reference/<name>`.
+pub fn reference_dir(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../models/reference")
+        .join(name)
+}
+
+/// One golden case from `goldens/cases.json`.
+pub struct GoldenCase {
+    pub name: String,
+    pub messages: Vec<ChatMessage>,
+    pub image_files: Vec<PathBuf>,
+    pub prompt: String,
+    pub input_ids: Vec<u32>,
+    pub greedy_tokens: Vec<u32>,
+    pub pixel_values: Tensor,
+    pub logits: Tensor,
+}
+
+fn ids(v: &Value) -> Vec<u32> {
+    v.as_array()
+        .expect("id list")
+        .iter()
+        .map(|x| x.as_u64().expect("id") as u32)
+        .collect()
+}
+
+/// Maps OpenAI-style golden messages (image URLs name files in goldens/images).
+pub fn openai_messages(v: &Value, images_dir: &Path) -> (Vec<ChatMessage>, Vec<PathBuf>) {
+    let mut files = Vec::new();
+    let mut out = Vec::new();
+    for m in v.as_array().expect("messages") {
+        let role = match m["role"].as_str().expect("role") {
+            "system" => Role::System,
+            "user" => Role::User,
+            "assistant" => Role::Assistant,
+            other => panic!("unexpected role {other}"),
+        };
+        let content = match &m["content"] {
+            Value::String(s) => MessageContent::Text(s.clone()),
+            Value::Array(parts) => MessageContent::Parts(
+                parts
+                    .iter()
+                    .map(|p| match p["type"].as_str().expect("type") {
+                        "text" => ContentPart::Text(p["text"].as_str().expect("text").into()),
+                        "image_url" => {
+                            files.push(images_dir.join(p["image_url"]["url"].as_str().expect("url")));
+                            ContentPart::Image
+                        }
+                        other => panic!("unexpected part {other}"),
+                    })
+                    .collect(),
+            ),
+            other => panic!("unexpected content {other}"),
+        };
+        out.push(ChatMessage::new(role, Some(content)));
+    }
+    (out, files)
+}
+
+/// Every case of a reference model, in file order.
+pub fn load_cases(model: &str) -> Vec<GoldenCase> {
+    let gold = reference_dir(model).join("goldens");
+    let text = std::fs::read_to_string(gold.join("cases.json")).expect("cases.json");
+    let json: Value = serde_json::from_str(&text).expect("cases.json parses");
+    let mut cases = Vec::new();
+    for (name, case) in json["cases"].as_object().expect("cases") {
+        let (messages, image_files) = openai_messages(&case["messages"], &gold.join("images"));
+        let tensors = candle_core::safetensors::load(gold.join(format!("{name}.safetensors")), &Device::Cpu)
+            .expect("golden tensors");
+        cases.push(GoldenCase {
+            name: name.clone(),
+            messages,
+            image_files,
+            prompt: case["prompt"].as_str().expect("prompt").to_string(),
+            input_ids: ids(&case["input_ids"]),
+            greedy_tokens: ids(&case["greedy_tokens"]),
+            pixel_values: tensors["pixel_values"].clone(),
+            logits: tensors["logits"].clone(),
+        });
+    }
+    cases
+}
+
+/// Largest absolute element-wise difference.
+pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
+    assert_eq!(a.dims(), b.dims(), "shapes differ");
+    (a - b)
+        .expect("sub")
+        .abs()
+        .expect("abs")
+        .flatten_all()
+        .expect("flatten")
+        .max(0)
+        .expect("max")
+        .to_scalar::<f32>()
+        .expect("scalar")
+}

@@ -1,0 +1,167 @@
+//! Loading: both weight namings, sharded checkpoints, and clear errors for missing or
+//! malformed files.
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use candle_core::{Device, Tensor};
+use common::{load_cases, max_abs_diff, reference_dir};
+use vlm_inference::{LoadOptions, VisionLanguageModel};
+
+const MODEL: &str = "llava-1.5-tiny";
+
+/// A fresh copy of the reference model (all files but the weights) in a temp dir.
+fn copy_without_weights(tag: &str) -> PathBuf {
+    let src = reference_dir(MODEL);
+    let dst = std::env::temp_dir().join(format!("vlm-load-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dst);
+    std::fs::create_dir_all(&dst).expect("mkdir");
+    for entry in std::fs::read_dir(&src).expect("read dir") {
+        let path = entry.expect("entry").path();
+        if path.is_file() && path.extension().is_none_or(|e| e != "safetensors") {
+            std::fs::copy(&path, dst.join(path.file_name().expect("name"))).expect("copy");
+        }
+    }
+    dst
+}
+
+fn reference_tensors() -> HashMap<String, Tensor> {
+    candle_core::safetensors::load(reference_dir(MODEL).join("model.safetensors"), &Device::Cpu)
+        .expect("weights")
+}
+
+fn first_case_logits_diff(dir: &Path) -> f32 {
+    let m = VisionLanguageModel::load(dir, &LoadOptions::default()).expect("loads");
+    let case = &load_cases(MODEL)[0];
+    let logits = m
+        .prompt_logits(&case.input_ids, Some(&case.pixel_values))
+        .expect("forward");
+    max_abs_diff(&logits, &case.logits)
+}
+
+#[test]
+fn hub_layout_with_vision_model_level_in_two_shards() {
+    let dir = copy_without_weights("hub");
+    let mut shard_a = HashMap::new();
+    let mut shard_b = HashMap::new();
+    let mut weight_map = serde_json::Map::new();
+    for (name, t) in reference_tensors() {
+        // transformers 4 / hub naming: vision_tower.vision_model.*
+        let renamed = match name.strip_prefix("vision_tower.") {
+            Some(rest) => format!("vision_tower.vision_model.{rest}"),
+            None => name,
+        };
+        let (shard, file) = if renamed.starts_with("language_model.") {
+            (&mut shard_b, "model-00002-of-00002.safetensors")
+        } else {
+            (&mut shard_a, "model-00001-of-00002.safetensors")
+        };
+        weight_map.insert(renamed.clone(), serde_json::Value::String(file.into()));
+        shard.insert(renamed, t);
+    }
+    candle_core::safetensors::save(&shard_a, dir.join("model-00001-of-00002.safetensors"))
+        .expect("save a");
+    candle_core::safetensors::save(&shard_b, dir.join("model-00002-of-00002.safetensors"))
+        .expect("save b");
+    let index = serde_json::json!({"metadata": {}, "weight_map": weight_map});
+    std::fs::write(dir.join("model.safetensors.index.json"), index.to_string()).expect("index");
+    let diff = first_case_logits_diff(&dir);
+    assert!(diff <= 1e-4, "hub-layout logits differ by {diff}");
+}
+
+#[test]
+fn transformers5_in_memory_layout() {
+    let dir = copy_without_weights("v5");
+    let renamed: HashMap<String, Tensor> = reference_tensors()
+        .into_iter()
+        .map(|(name, t)| {
+            let n = if let Some(rest) = name.strip_prefix("language_model.model.") {
+                format!("model.language_model.{rest}")
+            } else if let Some(rest) = name.strip_prefix("language_model.lm_head.") {
+                format!("lm_head.{rest}")
+            } else {
+                format!("model.{name}")
+            };
+            (n, t)
+        })
+        .collect();
+    candle_core::safetensors::save(&renamed, dir.join("model.safetensors")).expect("save");
+    let diff = first_case_logits_diff(&dir);
+    assert!(diff <= 1e-4, "v5-layout logits differ by {diff}");
+}
+
+fn load_error(dir: &Path) -> String {
+    VisionLanguageModel::load(dir, &LoadOptions::default())
+        .expect_err("must fail")
+        .to_string()
+}
+
+fn with_weights(tag: &str) -> PathBuf {
+    let dir = copy_without_weights(tag);
+    std::fs::copy(
+        reference_dir(MODEL).join("model.safetensors"),
+        dir.join("model.safetensors"),
+    )
+    .expect("copy weights");
+    dir
+}
+
+#[test]
+fn missing_files_are_named() {
+    for (file, expect) in [
+        ("config.json", "config.json: missing"),
+        ("tokenizer.json", "tokenizer.json: missing"),
+        ("model.safetensors", "model.safetensors: missing"),
+        ("processor_config.json", "preprocessor_config.json: missing"),
+        ("chat_template.jinja", "chat template"),
+    ] {
+        let dir = with_weights(&format!("missing-{file}"));
+        std::fs::remove_file(dir.join(file)).expect("remove");
+        let err = load_error(&dir);
+        assert!(err.contains(expect), "removing {file}: {err}");
+    }
+}
+
+#[test]
+fn malformed_files_are_named_with_the_problem() {
+    let dir = with_weights("bad-json");
+    std::fs::write(dir.join("config.json"), "{\"architectures\": [").expect("write");
+    let err = load_error(&dir);
+    assert!(err.contains("config.json") && err.contains("invalid JSON"), "{err}");
+
+    let dir = with_weights("bad-field");
+    let cfg = std::fs::read_to_string(dir.join("config.json")).expect("read");
+    let cfg = cfg.replace("\"num_hidden_layers\": 2", "\"num_hidden_layers\": \"two\"");
+    std::fs::write(dir.join("config.json"), cfg).expect("write");
+    let err = load_error(&dir);
+    assert!(err.contains("config.json") && err.contains("text_config"), "{err}");
+
+    let dir = with_weights("bad-weights");
+    std::fs::write(dir.join("model.safetensors"), b"not safetensors").expect("write");
+    let err = load_error(&dir);
+    assert!(err.contains("model.safetensors"), "{err}");
+
+    let dir = with_weights("bad-shape");
+    let cfg = std::fs::read_to_string(dir.join("config.json")).expect("read");
+    let cfg = cfg.replace("\"intermediate_size\": 128", "\"intermediate_size\": 96");
+    std::fs::write(dir.join("config.json"), cfg).expect("write");
+    let err = load_error(&dir);
+    assert!(err.contains("shape mismatch"), "{err}");
+
+    let dir = with_weights("bad-tokenizer");
+    std::fs::write(dir.join("tokenizer.json"), "{}").expect("write");
+    let err = load_error(&dir);
+    assert!(err.contains("tokenizer.json"), "{err}");
+}
+
+#[test]
+fn unsupported_architecture_names_itself() {
+    let dir = with_weights("arch");
+    let cfg = std::fs::read_to_string(dir.join("config.json")).expect("read");
+    let cfg = cfg.replace("LlavaForConditionalGeneration", "FancyVisionModel");
+    std::fs::write(dir.join("config.json"), cfg).expect("write");
+    let err = load_error(&dir);
+    assert!(err.contains("FancyVisionModel"), "{err}");
+}
