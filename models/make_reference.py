@@ -34,7 +34,7 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, 
 
 import transformers
 from transformers import (
-    CLIPImageProcessor,
+    CLIPImageProcessorPil as CLIPImageProcessor,  # the PIL backend: what "as PIL does it" means
     CLIPVisionConfig,
     LlamaConfig,
     LlavaConfig,

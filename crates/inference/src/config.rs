@@ -228,8 +228,14 @@ impl ModelConfig {
             vision,
             text,
             image_token_id,
-            projector_hidden_act: Activation::parse(&raw.projector_hidden_act)
-                .ok_or_else(|| p.err(&format!("unknown activation {:?}", raw.projector_hidden_act)))?,
+            projector_hidden_act: Activation::parse(&raw.projector_hidden_act).ok_or_else(
+                || {
+                    p.err(&format!(
+                        "unknown activation {:?}",
+                        raw.projector_hidden_act
+                    ))
+                },
+            )?,
             projector_bias: raw.multimodal_projector_bias,
             vision_feature_layers,
             select_strategy,
@@ -364,10 +370,12 @@ fn parse_vision(value: &Value, p: &ConfigPath) -> Result<VisionConfig> {
             })
         }
     };
-    if raw.num_attention_heads == 0 || raw.hidden_size % raw.num_attention_heads != 0 {
-        return Err(p.err("vision_config: `hidden_size` must be a multiple of `num_attention_heads`"));
+    if raw.num_attention_heads == 0 || !raw.hidden_size.is_multiple_of(raw.num_attention_heads) {
+        return Err(
+            p.err("vision_config: `hidden_size` must be a multiple of `num_attention_heads`")
+        );
     }
-    if raw.patch_size == 0 || raw.image_size % raw.patch_size != 0 {
+    if raw.patch_size == 0 || !raw.image_size.is_multiple_of(raw.patch_size) {
         return Err(p.err("vision_config: `image_size` must be a multiple of `patch_size`"));
     }
     Ok(VisionConfig {
@@ -380,8 +388,12 @@ fn parse_vision(value: &Value, p: &ConfigPath) -> Result<VisionConfig> {
         patch_size: raw.patch_size,
         num_channels: raw.num_channels,
         layer_norm_eps: raw.layer_norm_eps,
-        hidden_act: Activation::parse(&raw.hidden_act)
-            .ok_or_else(|| p.err(&format!("vision_config: unknown activation {:?}", raw.hidden_act)))?,
+        hidden_act: Activation::parse(&raw.hidden_act).ok_or_else(|| {
+            p.err(&format!(
+                "vision_config: unknown activation {:?}",
+                raw.hidden_act
+            ))
+        })?,
     })
 }
 
@@ -450,14 +462,14 @@ fn parse_text(value: &Value, outer_tie: Option<bool>, p: &ConfigPath) -> Result<
         return Err(p.err("text_config: `num_attention_heads` must be positive"));
     }
     let kv_heads = raw.num_key_value_heads.unwrap_or(heads);
-    if kv_heads == 0 || heads % kv_heads != 0 {
+    if kv_heads == 0 || !heads.is_multiple_of(kv_heads) {
         return Err(p.err(
             "text_config: `num_attention_heads` must be a multiple of `num_key_value_heads`",
         ));
     }
     let head_dim = match raw.head_dim {
         Some(d) => d,
-        None if raw.hidden_size % heads == 0 => raw.hidden_size / heads,
+        None if raw.hidden_size.is_multiple_of(heads) => raw.hidden_size / heads,
         None => {
             return Err(p.err(
                 "text_config: `hidden_size` is not a multiple of `num_attention_heads` and `head_dim` is not set",
@@ -467,7 +479,8 @@ fn parse_text(value: &Value, outer_tie: Option<bool>, p: &ConfigPath) -> Result<
     let rope = parse_rope(&raw, p)?;
     let eos_token_ids = match &raw.eos_token_id {
         None | Some(Value::Null) => Vec::new(),
-        Some(v) => token_ids(v).ok_or_else(|| p.err("text_config: `eos_token_id` must be an id or a list of ids"))?,
+        Some(v) => token_ids(v)
+            .ok_or_else(|| p.err("text_config: `eos_token_id` must be an id or a list of ids"))?,
     };
     Ok(TextConfig {
         kind,
@@ -483,8 +496,12 @@ fn parse_text(value: &Value, outer_tie: Option<bool>, p: &ConfigPath) -> Result<
         max_position_embeddings: raw.max_position_embeddings,
         attention_bias: raw.attention_bias,
         mlp_bias: raw.mlp_bias,
-        hidden_act: Activation::parse(&raw.hidden_act)
-            .ok_or_else(|| p.err(&format!("text_config: unknown activation {:?}", raw.hidden_act)))?,
+        hidden_act: Activation::parse(&raw.hidden_act).ok_or_else(|| {
+            p.err(&format!(
+                "text_config: unknown activation {:?}",
+                raw.hidden_act
+            ))
+        })?,
         // transformers: the outer config's value wins when set; Llama defaults to untied.
         tie_word_embeddings: outer_tie.or(raw.tie_word_embeddings).unwrap_or(false),
         eos_token_ids,
@@ -494,7 +511,10 @@ fn parse_text(value: &Value, outer_tie: Option<bool>, p: &ConfigPath) -> Result<
 /// Reads a token id or a list of token ids.
 pub(crate) fn token_ids(v: &Value) -> Option<Vec<u32>> {
     match v {
-        Value::Number(n) => n.as_u64().and_then(|n| u32::try_from(n).ok()).map(|n| vec![n]),
+        Value::Number(n) => n
+            .as_u64()
+            .and_then(|n| u32::try_from(n).ok())
+            .map(|n| vec![n]),
         Value::Array(items) => items
             .iter()
             .map(|i| i.as_u64().and_then(|n| u32::try_from(n).ok()))
@@ -573,7 +593,10 @@ mod tests {
     #[test]
     fn reads_legacy_rope_theta_and_image_token_index() {
         let mut v = base();
-        v["text_config"].as_object_mut().unwrap().remove("rope_parameters");
+        v["text_config"]
+            .as_object_mut()
+            .unwrap()
+            .remove("rope_parameters");
         v["text_config"]["rope_theta"] = json!(1234.0);
         v.as_object_mut().unwrap().remove("image_token_id");
         v["image_token_index"] = json!(32000);
@@ -600,7 +623,10 @@ mod tests {
         v["text_config"]["hidden_size"] = json!("wide");
         let e = ModelConfig::from_value(&v, Path::new("/m/config.json")).unwrap_err();
         let msg = e.to_string();
-        assert!(msg.contains("/m/config.json") && msg.contains("text_config"), "{msg}");
+        assert!(
+            msg.contains("/m/config.json") && msg.contains("text_config"),
+            "{msg}"
+        );
     }
 
     #[test]

@@ -120,7 +120,11 @@ fn download(id: &str, revision: &str, progress: bool) -> Result<PathBuf> {
             dir = path.parent().map(Path::to_path_buf);
         }
     }
-    dir.ok_or_else(|| Error::Hub(format!("{id}@{revision}: config.json has no parent directory")))
+    dir.ok_or_else(|| {
+        Error::Hub(format!(
+            "{id}@{revision}: config.json has no parent directory"
+        ))
+    })
 }
 
 #[cfg(test)]

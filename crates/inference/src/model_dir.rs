@@ -69,9 +69,10 @@ impl ModelDir {
         let tokenizer_file = require(dir.join("tokenizer.json"), "the tokenizer")?;
         let chat_template = find_chat_template(dir)?.ok_or_else(|| Error::MissingFile {
             path: dir.join("chat_template.jinja"),
-            what: "a chat template (chat_template.jinja, chat_template.json, processor_config.json \
+            what:
+                "a chat template (chat_template.jinja, chat_template.json, processor_config.json \
                    or tokenizer_config.json `chat_template`)"
-                .into(),
+                    .into(),
         })?;
         let special_tokens = load_special_tokens(dir)?;
         let mut eos_ids = config.text.eos_token_ids.clone();

@@ -84,7 +84,8 @@ impl VisionLanguageModel {
                     config.image_token_id
                 ),
             })?;
-        let template = ChatTemplate::from_source(files.chat_template.clone(), files.special_tokens.clone())?;
+        let template =
+            ChatTemplate::from_source(files.chat_template.clone(), files.special_tokens.clone())?;
         let vb = crate::weights::load_var_builder(&files.weight_files, opts.dtype, &opts.device)?;
         let model = Llava::load(&config, vb).map_err(|e| Error::Weights(e.to_string()))?;
         let patches = config.vision.patches_per_side().pow(2);
@@ -106,6 +107,11 @@ impl VisionLanguageModel {
     /// The parsed `config.json`.
     pub fn config(&self) -> &ModelConfig {
         &self.config
+    }
+
+    /// The image processor settings.
+    pub fn image_processor(&self) -> &ImageProcessorConfig {
+        &self.image_processor
     }
 
     /// The tokenizer.
@@ -159,7 +165,11 @@ impl VisionLanguageModel {
     }
 
     /// Turns chat messages and their images (in order of appearance) into model inputs.
-    pub fn prepare(&self, messages: &[ChatMessage], images: &[::image::RgbImage]) -> Result<PreparedPrompt> {
+    pub fn prepare(
+        &self,
+        messages: &[ChatMessage],
+        images: &[::image::RgbImage],
+    ) -> Result<PreparedPrompt> {
         let expected = count_images(messages);
         if expected != images.len() {
             return Err(Error::InvalidInput(format!(
@@ -191,13 +201,19 @@ impl VisionLanguageModel {
     }
 
     /// Logits `(seq, vocab)` (f32) of a full prompt forward pass.
-    pub fn prompt_logits(&self, input_ids: &[u32], pixel_values: Option<&Tensor>) -> Result<Tensor> {
+    pub fn prompt_logits(
+        &self,
+        input_ids: &[u32],
+        pixel_values: Option<&Tensor>,
+    ) -> Result<Tensor> {
         let mut cache = self.new_cache();
         let pixel_values = match pixel_values {
             Some(p) => Some(p.to_device(self.model.device())?),
             None => None,
         };
-        let hidden = self.model.prefill(input_ids, pixel_values.as_ref(), &mut cache)?;
+        let hidden = self
+            .model
+            .prefill(input_ids, pixel_values.as_ref(), &mut cache)?;
         Ok(self
             .model
             .language_model()

@@ -20,7 +20,6 @@ use crate::error::{Error, Result};
 /// Maps a checkpoint tensor name to its canonical name.
 pub fn canonical_name(name: &str) -> String {
     const RULES: &[(&str, &str)] = &[
-        ("model.vision_tower.vision_model.", "model.vision_tower."),
         ("vision_tower.vision_model.", "model.vision_tower."),
         ("language_model.model.", "model.language_model."),
         ("language_model.lm_head.", "lm_head."),
@@ -100,8 +99,9 @@ pub fn find_weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
     if files.is_empty() {
         return Err(Error::MissingFile {
             path: single,
-            what: "model weights (model.safetensors, model.safetensors.index.json or *.safetensors)"
-                .into(),
+            what:
+                "model weights (model.safetensors, model.safetensors.index.json or *.safetensors)"
+                    .into(),
         });
     }
     Ok(files)
@@ -116,12 +116,11 @@ struct CanonicalSafetensors {
 
 impl CanonicalSafetensors {
     fn resolve(&self, name: &str) -> candle_core::Result<&str> {
-        self.names
-            .get(name)
-            .map(String::as_str)
-            .ok_or_else(|| candle_core::Error::CannotFindTensor {
+        self.names.get(name).map(String::as_str).ok_or_else(|| {
+            candle_core::Error::CannotFindTensor {
                 path: name.to_string(),
-            })
+            }
+        })
     }
 }
 
@@ -195,15 +194,36 @@ mod tests {
     #[test]
     fn maps_every_known_layout() {
         let cases = [
-            ("vision_tower.vision_model.encoder.layers.0.mlp.fc1.weight", "model.vision_tower.encoder.layers.0.mlp.fc1.weight"),
-            ("vision_tower.encoder.layers.0.mlp.fc1.weight", "model.vision_tower.encoder.layers.0.mlp.fc1.weight"),
-            ("model.vision_tower.vision_model.pre_layrnorm.bias", "model.vision_tower.pre_layrnorm.bias"),
-            ("model.vision_tower.pre_layrnorm.bias", "model.vision_tower.pre_layrnorm.bias"),
-            ("language_model.model.norm.weight", "model.language_model.norm.weight"),
+            (
+                "vision_tower.vision_model.encoder.layers.0.mlp.fc1.weight",
+                "model.vision_tower.encoder.layers.0.mlp.fc1.weight",
+            ),
+            (
+                "vision_tower.encoder.layers.0.mlp.fc1.weight",
+                "model.vision_tower.encoder.layers.0.mlp.fc1.weight",
+            ),
+            (
+                "model.vision_tower.vision_model.pre_layrnorm.bias",
+                "model.vision_tower.pre_layrnorm.bias",
+            ),
+            (
+                "model.vision_tower.pre_layrnorm.bias",
+                "model.vision_tower.pre_layrnorm.bias",
+            ),
+            (
+                "language_model.model.norm.weight",
+                "model.language_model.norm.weight",
+            ),
             ("language_model.lm_head.weight", "lm_head.weight"),
-            ("model.language_model.norm.weight", "model.language_model.norm.weight"),
+            (
+                "model.language_model.norm.weight",
+                "model.language_model.norm.weight",
+            ),
             ("lm_head.weight", "lm_head.weight"),
-            ("multi_modal_projector.linear_1.weight", "model.multi_modal_projector.linear_1.weight"),
+            (
+                "multi_modal_projector.linear_1.weight",
+                "model.multi_modal_projector.linear_1.weight",
+            ),
             ("image_newline", "model.image_newline"),
         ];
         for (from, to) in cases {

@@ -129,14 +129,20 @@ fn malformed_files_are_named_with_the_problem() {
     let dir = with_weights("bad-json");
     std::fs::write(dir.join("config.json"), "{\"architectures\": [").expect("write");
     let err = load_error(&dir);
-    assert!(err.contains("config.json") && err.contains("invalid JSON"), "{err}");
+    assert!(
+        err.contains("config.json") && err.contains("invalid JSON"),
+        "{err}"
+    );
 
     let dir = with_weights("bad-field");
     let cfg = std::fs::read_to_string(dir.join("config.json")).expect("read");
     let cfg = cfg.replace("\"num_hidden_layers\": 2", "\"num_hidden_layers\": \"two\"");
     std::fs::write(dir.join("config.json"), cfg).expect("write");
     let err = load_error(&dir);
-    assert!(err.contains("config.json") && err.contains("text_config"), "{err}");
+    assert!(
+        err.contains("config.json") && err.contains("text_config"),
+        "{err}"
+    );
 
     let dir = with_weights("bad-weights");
     std::fs::write(dir.join("model.safetensors"), b"not safetensors").expect("write");

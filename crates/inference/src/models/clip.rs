@@ -51,7 +51,10 @@ impl ClipEmbeddings {
             .flatten_from(2)?
             .transpose(1, 2)?;
         let hidden = self.class_embedding.dim(0)?;
-        let class = self.class_embedding.reshape((1, 1, hidden))?.expand((n, 1, hidden))?;
+        let class = self
+            .class_embedding
+            .reshape((1, 1, hidden))?
+            .expand((n, 1, hidden))?;
         let embeds = Tensor::cat(&[&class.to_dtype(patches.dtype())?, &patches], 1)?;
         let positions = Tensor::arange(0u32, self.num_positions as u32, embeds.device())?;
         let pos = self.position_embedding.forward(&positions)?.unsqueeze(0)?;
@@ -117,7 +120,11 @@ impl ClipEncoderLayer {
 
     fn forward(&self, xs: &Tensor) -> Result<Tensor> {
         let h = (xs + self.self_attn.forward(&self.layer_norm1.forward(xs)?)?)?;
-        let m = self.fc2.forward(&self.act.apply(&self.fc1.forward(&self.layer_norm2.forward(&h)?)?)?)?;
+        let m = self.fc2.forward(
+            &self
+                .act
+                .apply(&self.fc1.forward(&self.layer_norm2.forward(&h)?)?)?,
+        )?;
         h + m
     }
 }
@@ -159,7 +166,9 @@ impl ClipVisionTower {
     pub fn hidden_states(&self, pixel_values: &Tensor, indices: &[usize]) -> Result<Vec<Tensor>> {
         let deepest = indices.iter().copied().max().unwrap_or(0);
         let mut states = Vec::with_capacity(deepest + 1);
-        let mut xs = self.pre_layrnorm.forward(&self.embeddings.forward(pixel_values)?)?;
+        let mut xs = self
+            .pre_layrnorm
+            .forward(&self.embeddings.forward(pixel_values)?)?;
         states.push(xs.clone());
         for layer in self.layers.iter().take(deepest) {
             xs = layer.forward(&xs)?;

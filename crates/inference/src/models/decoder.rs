@@ -98,7 +98,9 @@ impl DecoderLayer {
             .self_attn
             .forward(&self.input_layernorm.forward(xs)?, rope, mask, cache)?;
         let h = (xs + attn)?;
-        let m = self.mlp.forward(&self.post_attention_layernorm.forward(&h)?)?;
+        let m = self
+            .mlp
+            .forward(&self.post_attention_layernorm.forward(&h)?)?;
         h + m
     }
 }

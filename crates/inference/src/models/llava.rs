@@ -34,7 +34,13 @@ impl Llava {
         let feature_layers = cfg
             .vision_feature_layers
             .iter()
-            .map(|&l| if l < 0 { (n_states + l) as usize } else { l as usize })
+            .map(|&l| {
+                if l < 0 {
+                    (n_states + l) as usize
+                } else {
+                    l as usize
+                }
+            })
             .collect::<Vec<_>>();
         let vision_dim = cfg.vision.hidden_size * feature_layers.len();
         Ok(Self {

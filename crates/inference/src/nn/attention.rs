@@ -1,7 +1,7 @@
 //! Scaled dot-product attention with grouped-query heads and an optional causal mask:
 //! the one attention entry point every model calls.
 
-use candle_core::{DType, Device, Result, Tensor, D};
+use candle_core::{DType, Device, Result, Tensor};
 
 /// Repeats each key/value head `n_rep` times: `(b, kv, s, d)` → `(b, kv * n_rep, s, d)`.
 pub fn repeat_kv(xs: &Tensor, n_rep: usize) -> Result<Tensor> {
@@ -20,7 +20,13 @@ pub fn causal_mask(q_len: usize, offset: usize, dtype: DType, device: &Device) -
     let kv_len = offset + q_len;
     let mask: Vec<f32> = (0..q_len)
         .flat_map(|i| {
-            (0..kv_len).map(move |j| if j > offset + i { f32::NEG_INFINITY } else { 0.0 })
+            (0..kv_len).map(move |j| {
+                if j > offset + i {
+                    f32::NEG_INFINITY
+                } else {
+                    0.0
+                }
+            })
         })
         .collect();
     Tensor::from_vec(mask, (q_len, kv_len), device)?.to_dtype(dtype)

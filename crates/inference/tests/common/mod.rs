@@ -54,7 +54,9 @@ pub fn openai_messages(v: &Value, images_dir: &Path) -> (Vec<ChatMessage>, Vec<P
                     .map(|p| match p["type"].as_str().expect("type") {
                         "text" => ContentPart::Text(p["text"].as_str().expect("text").into()),
                         "image_url" => {
-                            files.push(images_dir.join(p["image_url"]["url"].as_str().expect("url")));
+                            files.push(
+                                images_dir.join(p["image_url"]["url"].as_str().expect("url")),
+                            );
                             ContentPart::Image
                         }
                         other => panic!("unexpected part {other}"),
@@ -63,7 +65,7 @@ pub fn openai_messages(v: &Value, images_dir: &Path) -> (Vec<ChatMessage>, Vec<P
             ),
             other => panic!("unexpected content {other}"),
         };
-        out.push(ChatMessage::new(role, Some(content)));
+        out.push(ChatMessage::new(role, content));
     }
     (out, files)
 }
@@ -76,8 +78,9 @@ pub fn load_cases(model: &str) -> Vec<GoldenCase> {
     let mut cases = Vec::new();
     for (name, case) in json["cases"].as_object().expect("cases") {
         let (messages, image_files) = openai_messages(&case["messages"], &gold.join("images"));
-        let tensors = candle_core::safetensors::load(gold.join(format!("{name}.safetensors")), &Device::Cpu)
-            .expect("golden tensors");
+        let tensors =
+            candle_core::safetensors::load(gold.join(format!("{name}.safetensors")), &Device::Cpu)
+                .expect("golden tensors");
         cases.push(GoldenCase {
             name: name.clone(),
             messages,
