@@ -5,6 +5,7 @@
 
 pub mod chat_template;
 pub mod config;
+pub mod engine;
 pub mod error;
 pub mod hub;
 pub mod image;

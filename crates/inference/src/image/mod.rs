@@ -22,3 +22,6 @@ pub use processor::{
     PIL_BILINEAR, PIL_NEAREST,
 };
 pub use resize::{resize_bicubic, resize_bilinear, resize_with, PillowCompat, ResampleFilter};
+
+/// The decoded RGB8 image type every function here takes.
+pub use ::image::RgbImage;

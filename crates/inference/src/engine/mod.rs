@@ -1,0 +1,217 @@
+//! The generation engine: one narrow seam between HTTP and the model.
+//!
+//! [`Engine::submit`] takes a validated [`GenerationRequest`] and returns a stream of
+//! [`GenerationEvent`]s. Model work runs on a dedicated thread, never on the async runtime;
+//! requests are served first-come first-served, and a request whose receiver is dropped
+//! (the client went away) stops at its next token.
+
+mod detokenizer;
+mod worker;
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+pub use detokenizer::Detokenizer;
+
+use crate::image::RgbImage;
+use crate::messages::ChatMessage;
+use crate::vlm::VisionLanguageModel;
+
+/// A request the engine can run: already validated by the caller.
+#[derive(Debug, Clone)]
+pub struct GenerationRequest {
+    /// The conversation.
+    pub messages: Vec<ChatMessage>,
+    /// Decoded images, in order of appearance in `messages`.
+    pub images: Vec<RgbImage>,
+    /// Upper bound on generated tokens per choice; `None`: until EOS or the context ends.
+    pub max_new_tokens: Option<usize>,
+    /// Number of choices generated from one prefill.
+    pub n: usize,
+}
+
+/// Why a choice stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FinishReason {
+    /// An EOS token was produced.
+    Stop,
+    /// `max_new_tokens` or the context length was reached.
+    Length,
+}
+
+/// Token counts of a finished request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Usage {
+    /// Prompt tokens, image tokens included.
+    pub prompt_tokens: usize,
+    /// Generated tokens over all choices.
+    pub completion_tokens: usize,
+}
+
+/// A failure that ends a request.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EngineError {
+    /// The prompt (plus the requested completion) does not fit the model's context.
+    #[error("this model's maximum context length is {max_context} tokens; the request needs {requested} ({prompt_tokens} in the prompt, image tokens included)")]
+    ContextLengthExceeded {
+        /// Tokens in the prompt.
+        prompt_tokens: usize,
+        /// Prompt plus requested completion tokens.
+        requested: usize,
+        /// The model's context length.
+        max_context: usize,
+    },
+    /// The request cannot be run as given (e.g. template rejected the messages).
+    #[error("{0}")]
+    InvalidRequest(String),
+    /// A fault in the engine or model.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// What a request produces, in order: `Started`, then `Token`s and one `ChoiceFinished` per
+/// choice, then `Done` — or `Error` at any point, after which nothing follows.
+#[derive(Debug, Clone, PartialEq)]
+pub enum GenerationEvent {
+    /// The prompt was prepared and prefilled.
+    Started {
+        /// Prompt tokens, image tokens included.
+        prompt_tokens: usize,
+    },
+    /// A generated token and the text it completes (may be empty mid-character).
+    Token {
+        /// Choice index.
+        choice: usize,
+        /// The token id.
+        id: u32,
+        /// Newly completed text.
+        text: String,
+    },
+    /// Text held back until the end of a choice (an incomplete character), not tied to a
+    /// new token.
+    Text {
+        /// Choice index.
+        choice: usize,
+        /// The text.
+        text: String,
+    },
+    /// A choice ended.
+    ChoiceFinished {
+        /// Choice index.
+        choice: usize,
+        /// Why.
+        reason: FinishReason,
+    },
+    /// Every choice ended.
+    Done {
+        /// Token counts.
+        usage: Usage,
+    },
+    /// The request failed.
+    Error(EngineError),
+}
+
+/// Why a request was not accepted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SubmitError {
+    /// The queue is full.
+    #[error("the server is at capacity ({0} requests in flight); retry later")]
+    QueueFull(usize),
+    /// The worker thread has stopped.
+    #[error("the generation engine has stopped")]
+    Stopped,
+}
+
+/// Receives the events of one request; dropping it cancels the request.
+pub type EventReceiver = tokio::sync::mpsc::UnboundedReceiver<GenerationEvent>;
+
+/// Decrements the in-flight count when a job is done, however it ends.
+struct InFlight(Arc<AtomicUsize>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+struct Job {
+    request: GenerationRequest,
+    events: tokio::sync::mpsc::UnboundedSender<GenerationEvent>,
+    _in_flight: InFlight,
+}
+
+/// Handle to the engine's worker thread; cheap to clone.
+#[derive(Clone)]
+pub struct Engine {
+    jobs: std::sync::mpsc::Sender<Job>,
+    in_flight: Arc<AtomicUsize>,
+    max_in_flight: usize,
+    context_length: usize,
+    stats: Arc<EngineStats>,
+}
+
+/// Counters the worker keeps, for metrics and tests.
+#[derive(Debug, Default)]
+pub struct EngineStats {
+    /// Tokens generated over all requests.
+    pub generated_tokens: AtomicU64,
+    /// Requests that finished (any outcome).
+    pub finished_requests: AtomicU64,
+}
+
+impl Engine {
+    /// Starts the worker thread that owns `model`. At most `max_in_flight` requests are
+    /// queued or running at once; more are refused with [`SubmitError::QueueFull`].
+    pub fn start(model: VisionLanguageModel, max_in_flight: usize) -> Self {
+        let (jobs, rx) = std::sync::mpsc::channel::<Job>();
+        let context_length = model.context_length();
+        let stats = Arc::new(EngineStats::default());
+        let worker_stats = stats.clone();
+        let spawned = std::thread::Builder::new()
+            .name("vlm-engine".into())
+            .spawn(move || worker::run(model, rx, worker_stats));
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "could not start the engine thread");
+        }
+        Self {
+            jobs,
+            in_flight: Arc::new(AtomicUsize::new(0)),
+            max_in_flight: max_in_flight.max(1),
+            context_length,
+            stats,
+        }
+    }
+
+    /// Queues a request; its events arrive on the returned receiver.
+    pub fn submit(&self, request: GenerationRequest) -> Result<EventReceiver, SubmitError> {
+        let prev = self.in_flight.fetch_add(1, Ordering::SeqCst);
+        let guard = InFlight(self.in_flight.clone());
+        if prev >= self.max_in_flight {
+            return Err(SubmitError::QueueFull(prev));
+        }
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        self.jobs
+            .send(Job {
+                request,
+                events: tx,
+                _in_flight: guard,
+            })
+            .map_err(|_| SubmitError::Stopped)?;
+        Ok(rx)
+    }
+
+    /// Requests queued or running now.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::SeqCst)
+    }
+
+    /// The worker's counters.
+    pub fn stats(&self) -> &EngineStats {
+        &self.stats
+    }
+
+    /// The model's context length in tokens.
+    pub fn context_length(&self) -> usize {
+        self.context_length
+    }
+}

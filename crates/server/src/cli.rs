@@ -1,0 +1,118 @@
+//! Command-line flags; every flag can also be set with a `VLM_*` environment variable.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, ValueEnum};
+
+/// OpenAI-compatible server for LLaVA-style vision-language models.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "vlm-server", version, about)]
+pub struct Args {
+    /// Model: a local directory in Hugging Face layout or a Hub id (e.g. llava-hf/llava-1.5-7b-hf).
+    #[arg(long, env = "VLM_MODEL")]
+    pub model: String,
+    /// Hub revision (branch, tag or commit) when --model is a Hub id.
+    #[arg(long, env = "VLM_REVISION")]
+    pub revision: Option<String>,
+    /// Names clients use in `model`; the first is reported. Default: the --model value.
+    #[arg(
+        long = "served-model-name",
+        env = "VLM_SERVED_MODEL_NAME",
+        value_delimiter = ','
+    )]
+    pub served_model_names: Vec<String>,
+    /// Address to bind.
+    #[arg(long, env = "VLM_HOST", default_value = "127.0.0.1")]
+    pub host: IpAddr,
+    /// Port to bind (0 picks a free one).
+    #[arg(long, env = "VLM_PORT", default_value_t = 8000)]
+    pub port: u16,
+    /// API keys accepted as `Authorization: Bearer KEY` (repeatable). No keys: no auth.
+    #[arg(long = "api-key", env = "VLM_API_KEY", value_delimiter = ',')]
+    pub api_keys: Vec<String>,
+    /// A file with one API key per line (blank lines and `#` comments ignored).
+    #[arg(long, env = "VLM_API_KEY_FILE")]
+    pub api_key_file: Option<PathBuf>,
+    /// Compute device: cpu, cuda, cuda:N or metal.
+    #[arg(long, env = "VLM_DEVICE", default_value = "cpu")]
+    pub device: String,
+    /// Weight dtype; auto is f32 on CPU and bf16 on GPUs.
+    #[arg(long, env = "VLM_DTYPE", value_enum, default_value_t = DtypeArg::Auto)]
+    pub dtype: DtypeArg,
+    /// Largest request body in bytes (413 beyond).
+    #[arg(long, env = "VLM_MAX_BODY_BYTES", default_value_t = 32 * 1024 * 1024)]
+    pub max_body_bytes: usize,
+    /// Most images in one request.
+    #[arg(long, env = "VLM_MAX_IMAGES_PER_REQUEST", default_value_t = 8)]
+    pub max_images_per_request: usize,
+    /// Largest encoded image in bytes (data: URL, download or file).
+    #[arg(long, env = "VLM_MAX_IMAGE_BYTES", default_value_t = 20 * 1024 * 1024)]
+    pub max_image_bytes: usize,
+    /// Largest decoded image in pixels (width × height), checked before decoding.
+    #[arg(long, env = "VLM_MAX_IMAGE_PIXELS", default_value_t = 40_000_000)]
+    pub max_image_pixels: u64,
+    /// Seconds allowed for fetching one image URL.
+    #[arg(long, env = "VLM_IMAGE_FETCH_TIMEOUT_SECS", default_value_t = 10.0)]
+    pub image_fetch_timeout_secs: f64,
+    /// Most redirects followed when fetching an image URL.
+    #[arg(long, env = "VLM_IMAGE_FETCH_MAX_REDIRECTS", default_value_t = 3)]
+    pub image_fetch_max_redirects: usize,
+    /// Allow image URLs that resolve to loopback, private or link-local addresses.
+    #[arg(long, env = "VLM_ALLOW_PRIVATE_IMAGE_URLS")]
+    pub allow_private_image_urls: bool,
+    /// Allow `file://` image URLs under this directory.
+    #[arg(long, env = "VLM_ALLOWED_LOCAL_MEDIA_PATH")]
+    pub allowed_local_media_path: Option<PathBuf>,
+    /// Most requests queued or running at once (429 beyond).
+    #[arg(long, env = "VLM_MAX_QUEUE", default_value_t = 64)]
+    pub max_queue: usize,
+    /// Largest `n` (choices per request).
+    #[arg(long, env = "VLM_MAX_N", default_value_t = 16)]
+    pub max_n: usize,
+}
+
+/// `--dtype` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DtypeArg {
+    /// f32 on CPU, bf16 on CUDA/Metal.
+    Auto,
+    /// 32-bit float.
+    F32,
+    /// 16-bit float.
+    F16,
+    /// bfloat16.
+    Bf16,
+}
+
+impl Args {
+    /// All accepted API keys: --api-key values plus the lines of --api-key-file.
+    pub fn all_api_keys(&self) -> anyhow::Result<Vec<String>> {
+        let mut keys: Vec<String> = self
+            .api_keys
+            .iter()
+            .filter(|k| !k.is_empty())
+            .cloned()
+            .collect();
+        if let Some(path) = &self.api_key_file {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| anyhow::anyhow!("--api-key-file {}: {e}", path.display()))?;
+            keys.extend(
+                text.lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                    .map(str::to_string),
+            );
+        }
+        Ok(keys)
+    }
+
+    /// The served names, defaulting to the --model value.
+    pub fn served_names(&self) -> Vec<String> {
+        if self.served_model_names.is_empty() {
+            vec![self.model.clone()]
+        } else {
+            self.served_model_names.clone()
+        }
+    }
+}

@@ -1,0 +1,5 @@
+//! OpenAI Chat Completions wire types (serde only) and their validation.
+
+pub mod request;
+pub mod response;
+pub mod validate;

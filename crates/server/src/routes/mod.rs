@@ -1,0 +1,5 @@
+//! HTTP routes.
+
+pub mod chat;
+pub mod health;
+pub mod models;
