@@ -6,8 +6,9 @@ MODEL ?= models/reference/llava-1.5-tiny
 HOST ?= 127.0.0.1
 PORT ?= 8000
 REF_VENV ?= .venv-ref
+SDK_VENV ?= .venv-sdk
 
-.PHONY: all build test run lint fmt reference-models clean
+.PHONY: all build test sdk-test run lint fmt reference-models clean
 
 all: build
 
@@ -18,9 +19,20 @@ build:
 run: build
 	./target/release/vlm-server --model $(MODEL) --host $(HOST) --port $(PORT)
 
-## Every test: unit, parity with transformers' goldens, end-to-end.
+## Every test: unit, parity with transformers' goldens, end-to-end, then the SDK tests.
 test:
 	$(CARGO) test --workspace
+	$(MAKE) --no-print-directory sdk-test
+
+## Client compatibility: the official `openai` Python client against the debug server.
+sdk-test: $(SDK_VENV)/.installed
+	$(CARGO) build -p vlm-server
+	$(SDK_VENV)/bin/python -m pytest -q tests/sdk
+
+$(SDK_VENV)/.installed: tests/sdk/requirements.txt
+	$(PYTHON) -m venv $(SDK_VENV)
+	$(SDK_VENV)/bin/pip install -q -r tests/sdk/requirements.txt
+	touch $@
 
 lint:
 	$(CARGO) fmt --all --check

@@ -100,6 +100,35 @@ fn fingerprint(dir: &Path, dtype: DType, device: &Device) -> String {
     format!("fp_{:012x}", h & 0xffff_ffff_ffff)
 }
 
+/// The server state for `args`, with no model loaded yet.
+pub fn build_state(args: &Args) -> anyhow::Result<AppState> {
+    let api_keys = args.all_api_keys()?;
+    let policy = ImageFetchPolicy {
+        timeout: Duration::from_secs_f64(args.image_fetch_timeout_secs.max(0.001)),
+        max_bytes: args.max_image_bytes,
+        max_redirects: args.image_fetch_max_redirects,
+        allow_private: args.allow_private_image_urls,
+        allowed_local_path: args.allowed_local_media_path.clone(),
+    };
+    let fetcher = ImageFetcher::new(policy).context("image fetching")?;
+    Ok(AppState {
+        engine: Arc::new(OnceLock::new()),
+        served_names: Arc::new(args.served_names()),
+        api_keys: Arc::new(api_keys),
+        fetcher: Arc::new(fetcher),
+        decode_limits: DecodeLimits {
+            max_pixels: args.max_image_pixels,
+        },
+        limits: RequestLimits {
+            max_images: args.max_images_per_request,
+            max_n: args.max_n.max(1),
+        },
+        max_body_bytes: args.max_body_bytes,
+        system_fingerprint: Arc::new(OnceLock::new()),
+        started: unix_now(),
+    })
+}
+
 /// A bound, serving server; the model may still be loading.
 pub struct RunningServer {
     /// The bound address.
@@ -113,33 +142,9 @@ pub struct RunningServer {
 impl RunningServer {
     /// Binds, starts serving (`/health` answers 503 meanwhile) and starts loading the model.
     pub async fn start(args: &Args) -> anyhow::Result<Self> {
-        let api_keys = args.all_api_keys()?;
-        let policy = ImageFetchPolicy {
-            timeout: Duration::from_secs_f64(args.image_fetch_timeout_secs.max(0.001)),
-            max_bytes: args.max_image_bytes,
-            max_redirects: args.image_fetch_max_redirects,
-            allow_private: args.allow_private_image_urls,
-            allowed_local_path: args.allowed_local_media_path.clone(),
-        };
-        let fetcher = ImageFetcher::new(policy).context("image fetching")?;
+        let state = build_state(args)?;
         let device = parse_device(&args.device)?;
         let dtype = dtype_for(args.dtype, &device);
-        let state = AppState {
-            engine: Arc::new(OnceLock::new()),
-            served_names: Arc::new(args.served_names()),
-            api_keys: Arc::new(api_keys),
-            fetcher: Arc::new(fetcher),
-            decode_limits: DecodeLimits {
-                max_pixels: args.max_image_pixels,
-            },
-            limits: RequestLimits {
-                max_images: args.max_images_per_request,
-                max_n: args.max_n.max(1),
-            },
-            max_body_bytes: args.max_body_bytes,
-            system_fingerprint: Arc::new(OnceLock::new()),
-            started: unix_now(),
-        };
         let listener = tokio::net::TcpListener::bind((args.host, args.port))
             .await
             .with_context(|| format!("binding {}:{}", args.host, args.port))?;

@@ -115,7 +115,7 @@ async fn load_images(state: &AppState, refs: &[ImageRef]) -> Result<Vec<RgbImage
                 "invalid_image_url"
             })
         })?;
-        let limits = state.decode_limits.clone();
+        let limits = state.decode_limits;
         let decoded = tokio::task::spawn_blocking(move || decode_image(&bytes, &limits))
             .await
             .map_err(|e| ApiError::internal(format!("image decoding task failed: {e}")))?;
