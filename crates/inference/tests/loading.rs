@@ -171,3 +171,64 @@ fn unsupported_architecture_names_itself() {
     let err = load_error(&dir);
     assert!(err.contains("FancyVisionModel"), "{err}");
 }
+
+#[test]
+fn preprocessor_config_json_is_read_when_present() {
+    // Older checkpoints keep the image processor in preprocessor_config.json.
+    let dir = with_weights("preproc");
+    let proc_path = dir.join("processor_config.json");
+    let proc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&proc_path).expect("read")).expect("json");
+    let mut section = proc["image_processor"].clone();
+    // A different crop proves which file was used: the load must follow it.
+    std::fs::write(dir.join("preprocessor_config.json"), section.to_string()).expect("write");
+    std::fs::remove_file(&proc_path).expect("remove");
+    let m = VisionLanguageModel::load(&dir, &LoadOptions::default()).expect("loads");
+    let case = &load_cases(MODEL)[0];
+    let img = vlm_inference::image::decode_image(
+        &std::fs::read(&case.image_files[0]).expect("image"),
+        &Default::default(),
+    )
+    .expect("decode");
+    let px = m
+        .preprocess_images(&[img.clone()])
+        .expect("ok")
+        .expect("some");
+    assert!(max_abs_diff(&px, &case.pixel_values) < 1e-6);
+    section["image_mean"] = serde_json::json!([0.0, 0.0, 0.0]);
+    std::fs::write(dir.join("preprocessor_config.json"), section.to_string()).expect("write");
+    let m = VisionLanguageModel::load(&dir, &LoadOptions::default()).expect("loads");
+    let px = m.preprocess_images(&[img]).expect("ok").expect("some");
+    assert!(max_abs_diff(&px, &case.pixel_values) > 0.5);
+}
+
+#[test]
+fn half_precision_runs_close_to_f32() {
+    // f16 keeps 11 mantissa bits (relative error ~5e-4); logits of magnitude ~10 may move by a
+    // few hundredths. The argmax of the last position must not move (gap there > 0.03).
+    // (candle's CPU backend has no bf16 matmul; the server refuses --dtype bf16 on CPU.)
+    {
+        let dtype = candle_core::DType::F16;
+        let opts = LoadOptions {
+            device: Device::Cpu,
+            dtype,
+        };
+        let m = VisionLanguageModel::load(&reference_dir(MODEL), &opts).expect("loads");
+        for case in load_cases(MODEL) {
+            let logits = m
+                .prompt_logits(&case.input_ids, Some(&case.pixel_values))
+                .expect("forward");
+            let diff = max_abs_diff(&logits, &case.logits);
+            assert!(diff < 0.25, "{dtype:?} {}: {diff}", case.name);
+            let n = case.input_ids.len();
+            let ours = logits
+                .get(n - 1)
+                .unwrap()
+                .argmax(0)
+                .unwrap()
+                .to_scalar::<u32>()
+                .unwrap();
+            assert_eq!(ours, case.greedy_tokens[0], "{dtype:?} {}", case.name);
+        }
+    }
+}

@@ -59,14 +59,19 @@ pub fn parse_device(spec: &str) -> anyhow::Result<Device> {
     }
 }
 
-fn dtype_for(arg: DtypeArg, device: &Device) -> DType {
-    match arg {
+/// Resolves `--dtype` for `device`.
+pub fn dtype_for(arg: DtypeArg, device: &Device) -> anyhow::Result<DType> {
+    Ok(match arg {
         DtypeArg::F32 => DType::F32,
         DtypeArg::F16 => DType::F16,
+        DtypeArg::Bf16 if device.is_cpu() => anyhow::bail!(
+            "--dtype bf16 is not supported on the CPU (candle's CPU backend has no bf16 matmul); \
+             use f32 or f16"
+        ),
         DtypeArg::Bf16 => DType::BF16,
         DtypeArg::Auto if device.is_cpu() => DType::F32,
         DtypeArg::Auto => DType::BF16,
-    }
+    })
 }
 
 /// FNV-1a over what determines outputs: the config, the weight sizes, dtype, device, version.
@@ -144,7 +149,7 @@ impl RunningServer {
     pub async fn start(args: &Args) -> anyhow::Result<Self> {
         let state = build_state(args)?;
         let device = parse_device(&args.device)?;
-        let dtype = dtype_for(args.dtype, &device);
+        let dtype = dtype_for(args.dtype, &device)?;
         let listener = tokio::net::TcpListener::bind((args.host, args.port))
             .await
             .with_context(|| format!("binding {}:{}", args.host, args.port))?;

@@ -628,3 +628,39 @@ async fn a_full_queue_answers_429() {
     let done = first.await.unwrap().unwrap();
     assert_eq!(done.status(), 200);
 }
+
+#[test]
+fn device_and_dtype_flags_are_checked() {
+    use vlm_server::app::{dtype_for, parse_device};
+    use vlm_server::cli::DtypeArg;
+    let cpu = parse_device("cpu").unwrap();
+    assert!(dtype_for(DtypeArg::Bf16, &cpu)
+        .unwrap_err()
+        .to_string()
+        .contains("bf16"));
+    assert_eq!(
+        dtype_for(DtypeArg::Auto, &cpu).unwrap(),
+        candle_core::DType::F32
+    );
+    assert_eq!(
+        dtype_for(DtypeArg::F16, &cpu).unwrap(),
+        candle_core::DType::F16
+    );
+    assert!(parse_device("tpu")
+        .unwrap_err()
+        .to_string()
+        .contains("expected cpu"));
+    assert!(parse_device("cuda:x").is_err());
+}
+
+#[tokio::test]
+async fn f16_serves_on_cpu() {
+    let s = start(&["--dtype", "f16"]).await;
+    let (st, v) = post(
+        &s,
+        &one_image_request(&data_url(&golden_image("square_50.png")), 4),
+    )
+    .await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["usage"]["completion_tokens"], 4);
+}
