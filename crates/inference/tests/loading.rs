@@ -191,7 +191,7 @@ fn preprocessor_config_json_is_read_when_present() {
     )
     .expect("decode");
     let px = m
-        .preprocess_images(&[img.clone()])
+        .preprocess_images(std::slice::from_ref(&img))
         .expect("ok")
         .expect("some");
     assert!(max_abs_diff(&px, &case.pixel_values) < 1e-6);
