@@ -227,6 +227,29 @@ impl VisionLanguageModel {
         KvCache::new(self.model.language_model().num_layers())
     }
 
+    /// Prefills `prompt` into `cache` and returns the logits `(vocab,)` (f32) of its last
+    /// position: the distribution of the first generated token.
+    pub fn prefill_last_logits(
+        &self,
+        prompt: &PreparedPrompt,
+        cache: &mut KvCache,
+    ) -> Result<Tensor> {
+        let pixel_values = match &prompt.pixel_values {
+            Some(p) => Some(p.to_device(self.model.device())?),
+            None => None,
+        };
+        let hidden = self
+            .model
+            .prefill(&prompt.input_ids, pixel_values.as_ref(), cache)?;
+        let last = hidden.narrow(1, hidden.dim(1)? - 1, 1)?;
+        Ok(self
+            .model
+            .language_model()
+            .logits(&last)?
+            .flatten_all()?
+            .to_dtype(DType::F32)?)
+    }
+
     /// Greedy decoding of up to `max_new_tokens`, stopping at EOS unless `ignore_eos`.
     pub fn generate_greedy(
         &self,
@@ -235,20 +258,7 @@ impl VisionLanguageModel {
         ignore_eos: bool,
     ) -> Result<Vec<u32>> {
         let mut cache = self.new_cache();
-        let pixel_values = match &prompt.pixel_values {
-            Some(p) => Some(p.to_device(self.model.device())?),
-            None => None,
-        };
-        let hidden = self
-            .model
-            .prefill(&prompt.input_ids, pixel_values.as_ref(), &mut cache)?;
-        let last = hidden.narrow(1, hidden.dim(1)? - 1, 1)?;
-        let mut logits = self
-            .model
-            .language_model()
-            .logits(&last)?
-            .flatten_all()?
-            .to_dtype(DType::F32)?;
+        let mut logits = self.prefill_last_logits(prompt, &mut cache)?;
         let mut out = Vec::new();
         while out.len() < max_new_tokens {
             let next = logits.argmax(0)?.to_scalar::<u32>()?;

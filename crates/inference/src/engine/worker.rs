@@ -3,7 +3,7 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use candle_core::{DType, Tensor};
+use candle_core::Tensor;
 
 use super::{
     Detokenizer, EngineError, EngineStats, FinishReason, GenerationEvent, GenerationRequest, Job,
@@ -71,19 +71,8 @@ fn generate(
         .unwrap_or(max_context - prompt_tokens)
         .min(max_context - prompt_tokens);
     let mut cache = model.new_cache();
-    let pixel_values = match &prepared.pixel_values {
-        Some(p) => Some(p.to_device(model.model().device()).map_err(internal)?),
-        None => None,
-    };
-    let hidden = model
-        .model()
-        .prefill(&prepared.input_ids, pixel_values.as_ref(), &mut cache)
-        .map_err(internal)?;
-    let last = hidden
-        .narrow(1, prompt_tokens - 1, 1)
-        .and_then(|h| model.model().language_model().logits(&h))
-        .and_then(|l| l.flatten_all())
-        .and_then(|l| l.to_dtype(DType::F32))
+    let last = model
+        .prefill_last_logits(&prepared, &mut cache)
         .map_err(internal)?;
     if !emit(GenerationEvent::Started { prompt_tokens }) {
         return Ok(());
