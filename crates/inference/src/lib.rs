@@ -13,6 +13,7 @@ pub mod messages;
 pub mod model_dir;
 pub mod models;
 pub mod nn;
+pub mod sampling;
 pub mod tokenizer;
 pub mod vlm;
 pub mod weights;
