@@ -60,6 +60,25 @@ impl TextTokenizer {
         self.inner.id_to_token(id)
     }
 
+    /// The raw bytes a token stands for: byte-level BPE symbols mapped back to bytes,
+    /// SentencePiece byte-fallback tokens (`<0xAB>`) to their byte, `▁` to a space.
+    pub fn token_bytes(&self, id: u32) -> Vec<u8> {
+        let Some(token) = self.inner.id_to_token(id) else {
+            return Vec::new();
+        };
+        if let Some(hex) = token.strip_prefix("<0x").and_then(|t| t.strip_suffix('>')) {
+            if let Ok(b) = u8::from_str_radix(hex, 16) {
+                return vec![b];
+            }
+        }
+        let map = byte_level_inverse();
+        let bytes: Option<Vec<u8>> = token.chars().map(|c| map.get(&c).copied()).collect();
+        match bytes {
+            Some(b) if !token.contains('\u{2581}') => b,
+            _ => token.replace('\u{2581}', " ").into_bytes(),
+        }
+    }
+
     /// The ids that end generation.
     pub fn eos_ids(&self) -> &[u32] {
         &self.eos_ids
@@ -68,5 +87,46 @@ impl TextTokenizer {
     /// Whether `id` ends generation.
     pub fn is_eos(&self, id: u32) -> bool {
         self.eos_ids.contains(&id)
+    }
+}
+
+/// GPT-2's byte ↔ unicode table, inverted: the printable character each byte is shown as in
+/// byte-level BPE vocabularies, mapped back to the byte.
+fn byte_level_inverse() -> &'static std::collections::HashMap<char, u8> {
+    static MAP: std::sync::OnceLock<std::collections::HashMap<char, u8>> =
+        std::sync::OnceLock::new();
+    MAP.get_or_init(|| {
+        let mut printable: Vec<u32> = (u32::from('!')..=u32::from('~')).collect();
+        printable.extend(u32::from('\u{a1}')..=u32::from('\u{ac}'));
+        printable.extend(u32::from('\u{ae}')..=u32::from('\u{ff}'));
+        let mut map = std::collections::HashMap::new();
+        let mut extra = 0;
+        for b in 0..=255u32 {
+            let shown = if printable.contains(&b) {
+                b
+            } else {
+                extra += 1;
+                255 + extra
+            };
+            if let Some(c) = char::from_u32(shown) {
+                map.insert(c, b as u8);
+            }
+        }
+        map
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::byte_level_inverse;
+
+    #[test]
+    fn byte_level_table_is_gpt2s() {
+        let m = byte_level_inverse();
+        assert_eq!(m.len(), 256);
+        assert_eq!(m[&'\u{120}'], b' '); // 'Ġ'
+        assert_eq!(m[&'\u{10a}'], b'\n'); // 'Ċ'
+        assert_eq!(m[&'A'], b'A');
+        assert_eq!(m[&'\u{100}'], 0);
     }
 }

@@ -15,6 +15,7 @@ pub use detokenizer::Detokenizer;
 
 use crate::image::RgbImage;
 use crate::messages::ChatMessage;
+use crate::sampling::SamplingParams;
 use crate::vlm::VisionLanguageModel;
 
 /// A request the engine can run: already validated by the caller.
@@ -28,6 +29,28 @@ pub struct GenerationRequest {
     pub max_new_tokens: Option<usize>,
     /// Number of choices generated from one prefill.
     pub n: usize,
+    /// How to pick tokens, stop sequences and log probabilities.
+    pub sampling: SamplingParams,
+}
+
+/// A token's text, bytes and log probability, for OpenAI's `logprobs`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogprobEntry {
+    /// The token as text (lossy when it is part of a multi-byte character).
+    pub token: String,
+    /// The token's raw bytes.
+    pub bytes: Vec<u8>,
+    /// Log probability under the distribution sampled from (−∞ outside the nucleus).
+    pub logprob: f32,
+}
+
+/// The chosen token's entry and the most likely alternatives.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TokenLogprobs {
+    /// The chosen token.
+    pub chosen: LogprobEntry,
+    /// `top_logprobs` alternatives, most likely first.
+    pub top: Vec<LogprobEntry>,
 }
 
 /// Why a choice stopped.
@@ -84,8 +107,11 @@ pub enum GenerationEvent {
         choice: usize,
         /// The token id.
         id: u32,
-        /// Newly completed text.
+        /// Newly released text (may be empty mid-character or while a possible stop
+        /// sequence is held back).
         text: String,
+        /// Log probabilities, when requested.
+        logprobs: Option<TokenLogprobs>,
     },
     /// Text held back until the end of a choice (an incomplete character), not tied to a
     /// new token.
@@ -147,6 +173,7 @@ pub struct Engine {
     in_flight: Arc<AtomicUsize>,
     max_in_flight: usize,
     context_length: usize,
+    vocab_size: usize,
     stats: Arc<EngineStats>,
 }
 
@@ -157,6 +184,8 @@ pub struct EngineStats {
     pub generated_tokens: AtomicU64,
     /// Requests that finished (any outcome).
     pub finished_requests: AtomicU64,
+    /// Prompt forward passes (one per request, shared by its `n` choices).
+    pub prefills: AtomicU64,
 }
 
 impl Engine {
@@ -165,6 +194,7 @@ impl Engine {
     pub fn start(model: VisionLanguageModel, max_in_flight: usize) -> Self {
         let (jobs, rx) = std::sync::mpsc::channel::<Job>();
         let context_length = model.context_length();
+        let vocab_size = model.config().text.vocab_size;
         let stats = Arc::new(EngineStats::default());
         let worker_stats = stats.clone();
         let spawned = std::thread::Builder::new()
@@ -178,6 +208,7 @@ impl Engine {
             in_flight: Arc::new(AtomicUsize::new(0)),
             max_in_flight: max_in_flight.max(1),
             context_length,
+            vocab_size,
             stats,
         }
     }
@@ -213,5 +244,10 @@ impl Engine {
     /// The model's context length in tokens.
     pub fn context_length(&self) -> usize {
         self.context_length
+    }
+
+    /// Rows of the model's output layer (valid token ids are below this).
+    pub fn vocab_size(&self) -> usize {
+        self.vocab_size
     }
 }

@@ -5,9 +5,12 @@ use std::sync::Arc;
 
 use candle_core::Tensor;
 
+use crate::nn::kv_cache::KvCache;
+use crate::sampling::{Sampler, StopMatcher, StopOutcome};
+
 use super::{
     Detokenizer, EngineError, EngineStats, FinishReason, GenerationEvent, GenerationRequest, Job,
-    Usage,
+    LogprobEntry, TokenLogprobs, Usage,
 };
 use crate::error::Error;
 use crate::vlm::VisionLanguageModel;
@@ -26,7 +29,7 @@ pub(super) fn run(
                 }
                 events.send(e).is_ok()
             };
-            if let Err(e) = generate(&model, &job.request, &emit) {
+            if let Err(e) = generate(&model, &job.request, &stats, &emit) {
                 let _ = job.events.send(GenerationEvent::Error(e));
             }
         }
@@ -51,6 +54,7 @@ fn classify(e: Error) -> EngineError {
 fn generate(
     model: &VisionLanguageModel,
     req: &GenerationRequest,
+    stats: &EngineStats,
     emit: &dyn Fn(GenerationEvent) -> bool,
 ) -> Result<(), EngineError> {
     let prepared = model
@@ -70,47 +74,29 @@ fn generate(
         .max_new_tokens
         .unwrap_or(max_context - prompt_tokens)
         .min(max_context - prompt_tokens);
+    // One prefill, shared by every choice: each choice continues from a copy of its cache.
     let mut cache = model.new_cache();
     let last = model
         .prefill_last_logits(&prepared, &mut cache)
         .map_err(internal)?;
+    stats.prefills.fetch_add(1, Ordering::Relaxed);
     if !emit(GenerationEvent::Started { prompt_tokens }) {
         return Ok(());
     }
     let mut completion_tokens = 0;
     for choice in 0..req.n.max(1) {
-        let mut cache = cache.clone();
-        let mut logits: Tensor = last.clone();
-        let mut detok = Detokenizer::new();
-        let mut generated = 0;
-        let reason = loop {
-            if generated >= budget {
-                break FinishReason::Length;
-            }
-            let id = logits
-                .argmax(0)
-                .and_then(|t| t.to_scalar::<u32>())
-                .map_err(internal)?;
-            generated += 1;
-            if model.tokenizer().is_eos(id) {
-                break FinishReason::Stop;
-            }
-            let text = detok.push(model.tokenizer(), id).map_err(internal)?;
-            if !emit(GenerationEvent::Token { choice, id, text }) {
-                return Ok(());
-            }
-            if generated >= budget {
-                break FinishReason::Length;
-            }
-            logits = model
-                .model()
-                .decode_step(id, &mut cache)
-                .map_err(internal)?;
-        };
-        let tail = detok.flush(model.tokenizer()).map_err(internal)?;
-        if !tail.is_empty() && !emit(GenerationEvent::Text { choice, text: tail }) {
+        let outcome = run_choice(
+            model,
+            req,
+            choice,
+            cache.clone(),
+            last.clone(),
+            budget,
+            emit,
+        )?;
+        let Some((reason, generated)) = outcome else {
             return Ok(());
-        }
+        };
         completion_tokens += generated;
         if !emit(GenerationEvent::ChoiceFinished { choice, reason }) {
             return Ok(());
@@ -123,4 +109,86 @@ fn generate(
         },
     });
     Ok(())
+}
+
+fn entry(model: &VisionLanguageModel, id: u32, logprob: f32) -> LogprobEntry {
+    let bytes = model.tokenizer().token_bytes(id);
+    LogprobEntry {
+        token: String::from_utf8_lossy(&bytes).into_owned(),
+        bytes,
+        logprob,
+    }
+}
+
+/// Generates one choice; `None` when the client has gone away, else the finish reason and
+/// the number of tokens generated.
+fn run_choice(
+    model: &VisionLanguageModel,
+    req: &GenerationRequest,
+    choice: usize,
+    mut cache: KvCache,
+    mut logits: Tensor,
+    budget: usize,
+    emit: &dyn Fn(GenerationEvent) -> bool,
+) -> Result<Option<(FinishReason, usize)>, EngineError> {
+    let mut sampler = Sampler::new(req.sampling.clone(), choice as u64);
+    let mut stop = StopMatcher::new(&req.sampling.stop);
+    let mut detok = Detokenizer::new();
+    let mut generated = 0;
+    let reason = loop {
+        if generated >= budget {
+            break FinishReason::Length;
+        }
+        let values = logits.to_vec1::<f32>().map_err(internal)?;
+        let sampled = sampler.sample(&values);
+        generated += 1;
+        if model.tokenizer().is_eos(sampled.id) {
+            break FinishReason::Stop;
+        }
+        let logprobs = req.sampling.logprobs.then(|| TokenLogprobs {
+            chosen: entry(model, sampled.id, sampled.logprob),
+            top: sampled
+                .top
+                .iter()
+                .map(|t| entry(model, t.id, t.logprob))
+                .collect(),
+        });
+        let text = detok
+            .push(model.tokenizer(), sampled.id)
+            .map_err(internal)?;
+        let (text, stopped) = match stop.push(&text) {
+            StopOutcome::Continue(t) => (t, false),
+            StopOutcome::Stopped(t) => (t, true),
+        };
+        let event = GenerationEvent::Token {
+            choice,
+            id: sampled.id,
+            text,
+            logprobs,
+        };
+        if !emit(event) {
+            return Ok(None);
+        }
+        if stopped {
+            return Ok(Some((FinishReason::Stop, generated)));
+        }
+        if generated >= budget {
+            break FinishReason::Length;
+        }
+        logits = model
+            .model()
+            .decode_step(sampled.id, &mut cache)
+            .map_err(internal)?;
+    };
+    // Release what was held back: an incomplete character, a possible stop sequence.
+    let tail = detok.flush(model.tokenizer()).map_err(internal)?;
+    let (mut text, reason) = match stop.push(&tail) {
+        StopOutcome::Continue(t) => (t, reason),
+        StopOutcome::Stopped(t) => (t, FinishReason::Stop),
+    };
+    text.push_str(&stop.flush());
+    if !text.is_empty() && !emit(GenerationEvent::Text { choice, text }) {
+        return Ok(None);
+    }
+    Ok(Some((reason, generated)))
 }

@@ -29,7 +29,7 @@ pub struct Choice {
     /// The answer.
     pub message: AssistantMessage,
     /// Log probabilities (null unless requested).
-    pub logprobs: Option<serde_json::Value>,
+    pub logprobs: Option<ChoiceLogprobs>,
     /// `stop` or `length`.
     pub finish_reason: &'static str,
 }
@@ -104,8 +104,8 @@ pub struct ChunkChoice {
     pub index: usize,
     /// What is new.
     pub delta: Delta,
-    /// Always null here (logprobs not yet supported).
-    pub logprobs: Option<serde_json::Value>,
+    /// Log probabilities of the tokens in this delta (null unless requested).
+    pub logprobs: Option<ChoiceLogprobs>,
     /// Null until the last chunk of the choice.
     pub finish_reason: Option<&'static str>,
 }
@@ -141,4 +141,65 @@ pub struct ModelList {
     pub object: &'static str,
     /// The served models.
     pub data: Vec<ModelCard>,
+}
+
+/// `choices[].logprobs`.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct ChoiceLogprobs {
+    /// One entry per generated token.
+    pub content: Vec<LogprobContent>,
+    /// Always null.
+    pub refusal: Option<Vec<LogprobContent>>,
+}
+
+/// One token's log probability and alternatives.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct LogprobContent {
+    /// The token text.
+    pub token: String,
+    /// Its log probability (−9999 stands for −∞, as OpenAI does).
+    pub logprob: f32,
+    /// Its UTF-8 bytes.
+    pub bytes: Vec<u8>,
+    /// The most likely alternatives.
+    pub top_logprobs: Vec<TopLogprobBody>,
+}
+
+/// An alternative token.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct TopLogprobBody {
+    /// The token text.
+    pub token: String,
+    /// Its log probability.
+    pub logprob: f32,
+    /// Its UTF-8 bytes.
+    pub bytes: Vec<u8>,
+}
+
+/// OpenAI reports impossible tokens with −9999 rather than −∞ (not representable in JSON).
+fn finite(logprob: f32) -> f32 {
+    if logprob.is_finite() {
+        logprob
+    } else {
+        -9999.0
+    }
+}
+
+impl From<&vlm_inference::engine::TokenLogprobs> for LogprobContent {
+    fn from(t: &vlm_inference::engine::TokenLogprobs) -> Self {
+        Self {
+            token: t.chosen.token.clone(),
+            logprob: finite(t.chosen.logprob),
+            bytes: t.chosen.bytes.clone(),
+            top_logprobs: t
+                .top
+                .iter()
+                .map(|e| TopLogprobBody {
+                    token: e.token.clone(),
+                    logprob: finite(e.logprob),
+                    bytes: e.bytes.clone(),
+                })
+                .collect(),
+        }
+    }
 }

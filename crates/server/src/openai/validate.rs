@@ -4,6 +4,7 @@
 
 use serde_json::Value;
 use vlm_inference::messages::{ChatMessage, ContentPart, MessageContent, Role, ToolCall};
+use vlm_inference::sampling::SamplingParams;
 
 use super::request::{ChatCompletionRequest, RequestMessage};
 use crate::error::ApiError;
@@ -34,6 +35,8 @@ pub struct ValidatedChat {
     pub stream: bool,
     /// Send a usage chunk at the end of the stream.
     pub include_usage: bool,
+    /// Sampling, stop sequences and log probabilities.
+    pub sampling: SamplingParams,
 }
 
 /// Request limits that validation enforces.
@@ -74,57 +77,42 @@ pub fn validate(
         ));
     }
     check_range("temperature", req.temperature, 0.0, 2.0)?;
-    if req.temperature.is_some_and(|t| t > 0.0) {
-        return Err(not_supported(
-            "temperature",
-            "sampling with `temperature` > 0 (only greedy decoding, temperature 0, is implemented)",
-        ));
-    }
     check_range("top_p", req.top_p, 0.0, 1.0)?;
     if req.top_p.is_some_and(|p| p <= 0.0) {
         return Err(ApiError::invalid("top_p", "`top_p` must be greater than 0"));
     }
     check_range("presence_penalty", req.presence_penalty, -2.0, 2.0)?;
     check_range("frequency_penalty", req.frequency_penalty, -2.0, 2.0)?;
-    for (param, v) in [
-        ("presence_penalty", req.presence_penalty),
-        ("frequency_penalty", req.frequency_penalty),
-    ] {
-        if v.is_some_and(|x| x != 0.0) {
-            return Err(not_supported(param, &format!("a non-zero `{param}`")));
-        }
-    }
+    let mut logit_bias = Vec::new();
     if let Some(bias) = &req.logit_bias {
         for (k, v) in bias {
-            if k.parse::<u32>().is_err() {
-                return Err(ApiError::invalid(
+            let id = k.parse::<u32>().map_err(|_| {
+                ApiError::invalid(
                     "logit_bias",
                     format!("`logit_bias` keys must be token ids, got {k:?}"),
-                ));
-            }
+                )
+            })?;
             check_range("logit_bias", Some(*v), -100.0, 100.0)?;
-        }
-        if bias.values().any(|v| *v != 0.0) {
-            return Err(not_supported("logit_bias", "`logit_bias`"));
+            logit_bias.push((id, *v as f32));
         }
     }
-    if let Some(t) = req.top_logprobs {
-        if !(0..=20).contains(&t) {
+    let logprobs = req.logprobs.unwrap_or(false);
+    let top_logprobs = match req.top_logprobs {
+        None => 0,
+        Some(t) if !(0..=20).contains(&t) => {
             return Err(ApiError::invalid(
                 "top_logprobs",
                 "`top_logprobs` must be between 0 and 20",
-            ));
+            ))
         }
-        if req.logprobs != Some(true) {
+        Some(_) if !logprobs => {
             return Err(ApiError::invalid(
                 "top_logprobs",
                 "`top_logprobs` requires `logprobs` to be true",
-            ));
+            ))
         }
-    }
-    if req.logprobs == Some(true) {
-        return Err(not_supported("logprobs", "`logprobs`"));
-    }
+        Some(t) => t as usize,
+    };
     let n = match req.n {
         None => 1,
         Some(n) if n >= 1 && (n as u64) <= limits.max_n as u64 => n as usize,
@@ -138,17 +126,12 @@ pub fn validate(
             ))
         }
     };
-    if let Some(stop) = &req.stop {
-        let stops = stop.to_vec();
-        if stops.len() > 4 {
-            return Err(ApiError::invalid(
-                "stop",
-                "`stop` takes at most 4 sequences",
-            ));
-        }
-        if stops.iter().any(|s| !s.is_empty()) {
-            return Err(not_supported("stop", "`stop` sequences"));
-        }
+    let stop = req.stop.as_ref().map(|s| s.to_vec()).unwrap_or_default();
+    if stop.len() > 4 {
+        return Err(ApiError::invalid(
+            "stop",
+            "`stop` takes at most 4 sequences",
+        ));
     }
     let max_new_tokens = match (req.max_completion_tokens, req.max_tokens) {
         (Some(m), _) => Some(("max_completion_tokens", m)),
@@ -256,6 +239,18 @@ pub fn validate(
             ),
         ));
     }
+    let sampling = SamplingParams {
+        temperature: req.temperature.unwrap_or(0.0) as f32,
+        top_p: req.top_p.unwrap_or(1.0) as f32,
+        presence_penalty: req.presence_penalty.unwrap_or(0.0) as f32,
+        frequency_penalty: req.frequency_penalty.unwrap_or(0.0) as f32,
+        logit_bias,
+        // Any i64 is a valid seed; its bits seed the request's RNG.
+        seed: req.seed.map(|s| s as u64),
+        logprobs,
+        top_logprobs,
+        stop,
+    };
     Ok(ValidatedChat {
         messages,
         images,
@@ -263,6 +258,7 @@ pub fn validate(
         n,
         stream,
         include_usage,
+        sampling,
     })
 }
 

@@ -19,7 +19,8 @@ use crate::body::JsonBody;
 use crate::error::ApiError;
 use crate::openai::request::ChatCompletionRequest;
 use crate::openai::response::{
-    AssistantMessage, ChatCompletion, ChatCompletionChunk, Choice, ChunkChoice, Delta, UsageBody,
+    AssistantMessage, ChatCompletion, ChatCompletionChunk, Choice, ChoiceLogprobs, ChunkChoice,
+    Delta, LogprobContent, UsageBody,
 };
 use crate::openai::validate::{validate, ImageRef, ValidatedChat};
 use crate::state::{unix_now, AppState};
@@ -35,12 +36,25 @@ pub async fn chat_completions(
     let model_name = req.model.clone();
     let chat = validate(req, state.limits)?;
     let engine = state.engine()?.clone();
+    let vocab = engine.vocab_size();
+    if let Some((id, _)) = chat
+        .sampling
+        .logit_bias
+        .iter()
+        .find(|(id, _)| *id as usize >= vocab)
+    {
+        return Err(ApiError::invalid(
+            "logit_bias",
+            format!("token id {id} in `logit_bias` is outside the vocabulary (0..{vocab})"),
+        ));
+    }
     let images = load_images(&state, &chat.images).await?;
     let request = GenerationRequest {
         messages: chat.messages.clone(),
         images,
         max_new_tokens: chat.max_new_tokens,
         n: chat.n,
+        sampling: chat.sampling.clone(),
     };
     let mut events = engine.submit(request).map_err(|e| match e {
         SubmitError::QueueFull(_) => ApiError::overloaded(e.to_string()),
@@ -138,12 +152,23 @@ async fn collect_response(
 ) -> Result<ChatCompletion, ApiError> {
     let mut texts = vec![String::new(); chat.n];
     let mut reasons = vec!["stop"; chat.n];
+    let mut logprobs = vec![ChoiceLogprobs::default(); chat.n];
     let usage = loop {
         match events.recv().await {
-            Some(
-                GenerationEvent::Token { choice, text, .. }
-                | GenerationEvent::Text { choice, text },
-            ) => {
+            Some(GenerationEvent::Token {
+                choice,
+                text,
+                logprobs: lp,
+                ..
+            }) => {
+                if let Some(t) = texts.get_mut(choice) {
+                    t.push_str(&text);
+                }
+                if let (Some(lp), Some(acc)) = (lp, logprobs.get_mut(choice)) {
+                    acc.content.push(LogprobContent::from(&lp));
+                }
+            }
+            Some(GenerationEvent::Text { choice, text }) => {
                 if let Some(t) = texts.get_mut(choice) {
                     t.push_str(&text);
                 }
@@ -169,15 +194,16 @@ async fn collect_response(
         choices: texts
             .into_iter()
             .zip(reasons)
+            .zip(logprobs)
             .enumerate()
-            .map(|(index, (text, finish_reason))| Choice {
+            .map(|(index, ((text, finish_reason), lp))| Choice {
                 index,
                 message: AssistantMessage {
                     role: "assistant",
                     content: Some(text),
                     refusal: None,
                 },
-                logprobs: None,
+                logprobs: chat.sampling.logprobs.then_some(lp),
                 finish_reason,
             })
             .collect(),
@@ -205,12 +231,18 @@ impl ChunkWriter {
         Event::default().data(serde_json::to_string(&chunk).unwrap_or_default())
     }
 
-    fn delta(&self, index: usize, delta: Delta, finish_reason: Option<&'static str>) -> Event {
+    fn delta(
+        &self,
+        index: usize,
+        delta: Delta,
+        logprobs: Option<ChoiceLogprobs>,
+        finish_reason: Option<&'static str>,
+    ) -> Event {
         self.chunk(
             vec![ChunkChoice {
                 index,
                 delta,
-                logprobs: None,
+                logprobs,
                 finish_reason,
             }],
             None,
@@ -236,14 +268,37 @@ fn stream_response(
                 role: Some("assistant"),
                 content: Some(String::new()),
             };
-            if tx.send(writer.delta(index, role, None)).await.is_err() {
+            if tx
+                .send(writer.delta(index, role, None, None))
+                .await
+                .is_err()
+            {
                 return;
             }
         }
+        // Log probabilities of tokens whose text is still held back ride on the next chunk.
+        let mut pending: Vec<Vec<LogprobContent>> = vec![Vec::new(); chat.n];
+        let want_logprobs = chat.sampling.logprobs;
+        let take = |pending: &mut Vec<Vec<LogprobContent>>, choice: usize| {
+            want_logprobs.then(|| ChoiceLogprobs {
+                content: pending
+                    .get_mut(choice)
+                    .map(std::mem::take)
+                    .unwrap_or_default(),
+                refusal: None,
+            })
+        };
         while let Some(ev) = events.recv().await {
             let event = match ev {
-                GenerationEvent::Token { choice, text, .. }
-                | GenerationEvent::Text { choice, text } => {
+                GenerationEvent::Token {
+                    choice,
+                    text,
+                    logprobs,
+                    ..
+                } => {
+                    if let (Some(lp), Some(p)) = (logprobs, pending.get_mut(choice)) {
+                        p.push(LogprobContent::from(&lp));
+                    }
                     if text.is_empty() {
                         continue;
                     }
@@ -251,10 +306,27 @@ fn stream_response(
                         role: None,
                         content: Some(text),
                     };
-                    writer.delta(choice, delta, None)
+                    writer.delta(choice, delta, take(&mut pending, choice), None)
+                }
+                GenerationEvent::Text { choice, text } => {
+                    let delta = Delta {
+                        role: None,
+                        content: Some(text),
+                    };
+                    writer.delta(choice, delta, take(&mut pending, choice), None)
                 }
                 GenerationEvent::ChoiceFinished { choice, reason } => {
-                    writer.delta(choice, Delta::default(), Some(finish_reason(reason)))
+                    if pending.get(choice).is_some_and(|p| !p.is_empty()) {
+                        let lp = take(&mut pending, choice);
+                        if tx
+                            .send(writer.delta(choice, Delta::default(), lp, None))
+                            .await
+                            .is_err()
+                        {
+                            return;
+                        }
+                    }
+                    writer.delta(choice, Delta::default(), None, Some(finish_reason(reason)))
                 }
                 GenerationEvent::Done { usage } => {
                     if writer.include_usage {
