@@ -21,7 +21,8 @@ pub struct TopLogprob {
 pub struct Sampled {
     /// The chosen token.
     pub id: u32,
-    /// Its log probability under the distribution sampled from.
+    /// Its log probability under the distribution sampled from (NaN when neither
+    /// `logprobs` nor `top_logprobs` was requested and decoding is greedy: not computed).
     pub logprob: f32,
     /// The most likely alternatives (`top_logprobs` of them), most likely first.
     pub top: Vec<TopLogprob>,
@@ -39,6 +40,7 @@ pub struct Sampler {
     rng: ChaCha8Rng,
     counts: HashMap<u32, u32>,
     scratch: Vec<f32>,
+    probs: Vec<f32>,
     order: Vec<u32>,
 }
 
@@ -56,6 +58,7 @@ impl Sampler {
             rng,
             counts: HashMap::new(),
             scratch: Vec::new(),
+            probs: Vec::new(),
             order: Vec::new(),
         }
     }
@@ -70,22 +73,35 @@ impl Sampler {
     pub fn sample(&mut self, logits: &[f32]) -> Sampled {
         self.process(logits);
         let greedy = self.params.is_greedy();
+        let want_logprobs = self.params.logprobs || self.params.top_logprobs > 0;
+        if greedy && !want_logprobs {
+            // Fast path: no distribution needed.
+            let id = argmax(&self.scratch);
+            self.observe(id);
+            return Sampled {
+                id,
+                logprob: f32::NAN,
+                top: Vec::new(),
+            };
+        }
         let x = &self.scratch;
-        // log_softmax: logprob_i = x_i - lse
+        // log_softmax: logprob_i = x_i - lse; the unnormalized probabilities are kept in
+        // `self.probs` so that each exp is computed once.
         let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        let sum: f32 = x.iter().map(|v| (v - max).exp()).sum();
+        self.probs.clear();
+        self.probs.extend(x.iter().map(|v| (v - max).exp()));
+        let sum: f32 = self.probs.iter().sum();
         let mut lse = max + sum.ln();
         let restricted = !greedy && self.params.top_p < 1.0;
         let id = if greedy {
             argmax(x)
         } else if restricted {
-            let mass = self.nucleus(lse);
-            let u = self.rng.random::<f32>() * mass;
-            let x = &self.scratch;
+            let mass = self.nucleus(sum);
+            let u = self.rng.random::<f32>() * mass * sum;
             let mut acc = 0.0;
             let mut chosen = self.order[self.order.len() - 1];
             for &i in &self.order {
-                acc += (x[i as usize] - lse).exp();
+                acc += self.probs[i as usize];
                 if u < acc {
                     chosen = i;
                     break;
@@ -98,8 +114,8 @@ impl Sampler {
             let u = self.rng.random::<f32>() * sum;
             let mut acc = 0.0;
             let mut chosen = argmax(x);
-            for (i, v) in x.iter().enumerate() {
-                acc += (v - max).exp();
+            for (i, p) in self.probs.iter().enumerate() {
+                acc += p;
                 if u < acc {
                     chosen = i as u32;
                     break;
@@ -168,9 +184,10 @@ impl Sampler {
     }
 
     /// Sorts the most likely tokens into `self.order` until their mass reaches `top_p`;
-    /// truncates `order` to the nucleus and returns its mass.
-    fn nucleus(&mut self, lse: f32) -> f32 {
+    /// truncates `order` to the nucleus and returns its mass. `sum` normalizes `probs`.
+    fn nucleus(&mut self, sum: f32) -> f32 {
         let x = &self.scratch;
+        let probs = &self.probs;
         let n = x.len();
         self.order.clear();
         self.order.extend(0..n as u32);
@@ -181,18 +198,14 @@ impl Sampler {
                 self.order.select_nth_unstable_by(k - 1, desc);
             }
             self.order[..k].sort_unstable_by(desc);
-            let probs = self.order[..k].iter().map(|&i| (x[i as usize] - lse).exp());
-            if let Some((kept, mass)) = top_p_cutoff(probs, self.params.top_p) {
+            let sorted = self.order[..k].iter().map(|&i| probs[i as usize] / sum);
+            if let Some((kept, mass)) = top_p_cutoff(sorted, self.params.top_p) {
                 self.order.truncate(kept);
                 return mass;
             }
             if k == n {
                 // Rounding left the total just short of top_p: keep everything.
-                return self
-                    .order
-                    .iter()
-                    .map(|&i| (x[i as usize] - lse).exp())
-                    .sum();
+                return self.order.iter().map(|&i| probs[i as usize] / sum).sum();
             }
             k = (k * 4).min(n);
         }
@@ -218,8 +231,10 @@ pub fn top_p_cutoff(
 /// Index of the largest value (the first one on ties, like `torch.argmax`).
 fn argmax(x: &[f32]) -> u32 {
     let mut best = 0;
-    for (i, v) in x.iter().enumerate() {
-        if *v > x[best] {
+    let mut best_value = f32::NEG_INFINITY;
+    for (i, &v) in x.iter().enumerate() {
+        if v > best_value {
+            best_value = v;
             best = i;
         }
     }
