@@ -232,3 +232,36 @@ fn half_precision_runs_close_to_f32() {
         }
     }
 }
+
+#[test]
+fn any_eos_id_from_generation_config_ends_generation() {
+    // generation_config.json may list several EOS ids; the golden first greedy token is made
+    // one of them, so greedy generation must stop right after it.
+    let case = &load_cases(MODEL)[0];
+    let first = case.greedy_tokens[0];
+    let dir = with_weights("eos");
+    let gen = serde_json::json!({"eos_token_id": [2, first], "bos_token_id": 1});
+    std::fs::write(dir.join("generation_config.json"), gen.to_string()).expect("write");
+    let m = VisionLanguageModel::load(&dir, &LoadOptions::default()).expect("loads");
+    assert!(m.tokenizer().is_eos(2) && m.tokenizer().is_eos(first));
+    let images: Vec<_> = case
+        .image_files
+        .iter()
+        .map(|f| {
+            vlm_inference::image::decode_image(
+                &std::fs::read(f).expect("read"),
+                &Default::default(),
+            )
+            .expect("decode")
+        })
+        .collect();
+    let prepared = m.prepare(&case.messages, &images).expect("prepare");
+    assert_eq!(
+        m.generate_greedy(&prepared, 16, false).expect("gen"),
+        vec![first]
+    );
+    assert_eq!(
+        m.generate_greedy(&prepared, 16, true).expect("gen"),
+        case.greedy_tokens
+    );
+}
