@@ -36,6 +36,9 @@ import transformers
 from transformers import (
     CLIPImageProcessorPil as CLIPImageProcessor,  # the PIL backend: what "as PIL does it" means
     CLIPVisionConfig,
+    Qwen2Config,
+    SiglipImageProcessorPil as SiglipImageProcessor,
+    SiglipVisionConfig,
     LlamaConfig,
     LlavaConfig,
     LlavaForConditionalGeneration,
@@ -95,12 +98,15 @@ EXTRA_WORDS = (
 )
 
 
-def build_tokenizer() -> Tokenizer:
-    """A byte-level BPE tokenizer of ~1000 tokens with Llama-style BOS handling."""
+LLAMA_SPECIALS = ["<unk>", "<s>", "</s>", "<pad>", "<image>"]
+QWEN_SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<image>"]
+
+
+def build_tokenizer(specials: list[str] = LLAMA_SPECIALS, bos: str | None = "<s>") -> Tokenizer:
+    """A byte-level BPE tokenizer of ~1000 tokens; `bos` is prepended Llama-style when set."""
     tok = Tokenizer(models.BPE(unk_token=None))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    specials = ["<unk>", "<s>", "</s>", "<pad>", "<image>"]
     trainer = trainers.BpeTrainer(
         vocab_size=1000,
         min_frequency=1,
@@ -117,10 +123,11 @@ def build_tokenizer() -> Tokenizer:
             corpus.append(s if (i + j) % 3 else s.lower())
             corpus.append(" ".join(reversed(s.split())))
     tok.train_from_iterator(corpus, trainer=trainer)
-    bos = tok.token_to_id("<s>")
-    tok.post_processor = processors.TemplateProcessing(
-        single="<s> $A", pair="<s> $A <s> $B", special_tokens=[("<s>", bos)]
-    )
+    if bos is not None:
+        bos_id = tok.token_to_id(bos)
+        tok.post_processor = processors.TemplateProcessing(
+            single=f"{bos} $A", pair=f"{bos} $A {bos} $B", special_tokens=[(bos, bos_id)]
+        )
     return tok
 
 
@@ -192,6 +199,44 @@ LLAVA_CASES = {
     ],
     "rgba": [
         {"role": "user", "content": [image_part("rgba_33x47.png"), text_part("Transparent regions?")]},
+    ],
+}
+
+
+# llava-hf/llava-interleave-qwen-0.5b-hf's chat template (ChatML, images before text).
+QWEN_VL_TEMPLATE = (
+    "{% for message in messages %}"
+    "{{'<|im_start|>' + message['role'] + '\n'}}"
+    "{# Render all images first #}"
+    "{% for content in message['content'] | selectattr('type', 'equalto', 'image') %}"
+    "{{ '<image>\n' }}"
+    "{% endfor %}"
+    "{# Render all text next #}"
+    "{% for content in message['content'] | selectattr('type', 'equalto', 'text') %}"
+    "{{ content['text'] }}"
+    "{% endfor %}"
+    "{{'<|im_end|>' + '\n'}}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
+# One image; two images of different aspect ratios; multi-turn with the image in an earlier turn.
+FAMILY_CASES = {
+    "one_image": LLAVA_CASES["one_image"],
+    "two_aspect_ratios": [
+        {
+            "role": "user",
+            "content": [
+                image_part("wide_64x40.png"),
+                image_part("tall_36x70.png"),
+                text_part("Compare the two images."),
+            ],
+        },
+    ],
+    "multi_turn": [
+        {"role": "user", "content": [image_part("rgba_33x47.png"), text_part("What is shown in this image?")]},
+        {"role": "assistant", "content": [text_part("A small picture with transparent regions.")]},
+        {"role": "user", "content": [text_part("Describe the colors.")]},
     ],
 }
 
@@ -291,17 +336,6 @@ def greedy(
 
 
 def build_llava15(out_dir: Path, seeds: range) -> None:
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
-    gold = out_dir / "goldens"
-    (gold / "images").mkdir(parents=True)
-    images = {}
-    for name, (w, h, mode, seed) in IMAGES.items():
-        img = make_image(w, h, mode, seed)
-        img.save(gold / "images" / name)
-        images[name] = Image.open(gold / "images" / name)
-        images[name].load()
-
     raw_tok = build_tokenizer()
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=raw_tok,
@@ -334,20 +368,107 @@ def build_llava15(out_dir: Path, seeds: range) -> None:
         num_additional_image_tokens=1,
         image_token="<image>",
     )
-
-    vocab = raw_tok.get_vocab_size()
     cfg = llava15_config(
-        vocab_size=vocab,
+        vocab_size=raw_tok.get_vocab_size(),
         image_token_id=raw_tok.token_to_id("<image>"),
         bos=raw_tok.token_to_id("<s>"),
         eos=raw_tok.token_to_id("</s>"),
         pad=raw_tok.token_to_id("<pad>"),
     )
-    # Generated special tokens (EOS, <image>) would end or confuse the golden sequence.
-    special_ids = {raw_tok.token_to_id(t) for t in ("<unk>", "<s>", "</s>", "<pad>", "<image>")}
+    special_ids = {raw_tok.token_to_id(t) for t in LLAMA_SPECIALS}
+    build_llava(out_dir, seeds, processor, cfg, LLAVA_CASES, special_ids)
+
+
+def build_interleave(out_dir: Path, seeds: range) -> None:
+    """llava-interleave-qwen layout: SigLIP tower (features of the last layer, all patches),
+    gelu projector, Qwen2 text model with tied embeddings, ChatML template."""
+    raw_tok = build_tokenizer(QWEN_SPECIALS, bos=None)
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=raw_tok,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        model_max_length=512,
+        extra_special_tokens={"image_token": "<image>"},
+    )
+    image_processor = SiglipImageProcessor(
+        do_resize=True,
+        size={"height": 28, "width": 28},
+        resample=3,
+        do_rescale=True,
+        rescale_factor=1 / 255,
+        do_normalize=True,
+        image_mean=[0.5, 0.5, 0.5],
+        image_std=[0.5, 0.5, 0.5],
+        do_convert_rgb=True,
+    )
+    processor = LlavaProcessor(
+        image_processor=image_processor,
+        tokenizer=tokenizer,
+        patch_size=14,
+        vision_feature_select_strategy="full",
+        chat_template=QWEN_VL_TEMPLATE,
+        num_additional_image_tokens=0,
+        image_token="<image>",
+    )
+    vision = SiglipVisionConfig(
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=3,
+        num_attention_heads=4,
+        image_size=28,
+        patch_size=14,
+        hidden_act="gelu_pytorch_tanh",
+        layer_norm_eps=1e-6,
+        vision_use_head=False,
+    )
+    eos = raw_tok.token_to_id("<|im_end|>")
+    text = Qwen2Config(
+        vocab_size=raw_tok.get_vocab_size(),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        rms_norm_eps=1e-6,
+        rope_theta=1000000.0,
+        initializer_range=0.1,
+        tie_word_embeddings=True,
+        use_sliding_window=False,
+        bos_token_id=None,
+        eos_token_id=eos,
+        pad_token_id=raw_tok.token_to_id("<|endoftext|>"),
+    )
+    cfg = LlavaConfig(
+        vision_config=vision,
+        text_config=text,
+        image_token_id=raw_tok.token_to_id("<image>"),
+        projector_hidden_act="gelu",
+        vision_feature_layer=-1,
+        vision_feature_select_strategy="full",
+        image_seq_length=4,
+        tie_word_embeddings=True,
+        initializer_range=0.1,
+    )
+    special_ids = {raw_tok.token_to_id(t) for t in QWEN_SPECIALS}
+    build_llava(out_dir, seeds, processor, cfg, FAMILY_CASES, special_ids)
+
+
+def build_llava(out_dir: Path, seeds: range, processor, cfg, cases: dict, special_ids: set[int]) -> None:
+    """Saves a LlavaForConditionalGeneration reference model and its goldens."""
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    gold = out_dir / "goldens"
+    (gold / "images").mkdir(parents=True)
+    images = {}
+    for name, (w, h, mode, seed) in IMAGES.items():
+        img = make_image(w, h, mode, seed)
+        img.save(gold / "images" / name)
+        images[name] = Image.open(gold / "images" / name)
+        images[name].load()
 
     prepared = {}
-    for case, messages in LLAVA_CASES.items():
+    for case, messages in cases.items():
         prompt = processor.apply_chat_template(
             to_hf_messages(messages), add_generation_prompt=True, tokenize=False
         )
@@ -361,8 +482,13 @@ def build_llava15(out_dir: Path, seeds: range) -> None:
         model = LlavaForConditionalGeneration(cfg).eval()
         # Spread the logits of the random model so that greedy choices are well separated
         # (top-2 gaps > MIN_GAP), which keeps parity checks meaningful under float rounding.
+        # With tied embeddings the head is the embedding matrix: scale the final norm instead,
+        # which scales the logits the same way without touching the inputs.
         with torch.no_grad():
-            model.lm_head.weight.mul_(LM_HEAD_SCALE)
+            if cfg.tie_word_embeddings:
+                model.model.language_model.norm.weight.mul_(LM_HEAD_SCALE)
+            else:
+                model.lm_head.weight.mul_(LM_HEAD_SCALE)
         results, ok = {}, True
         for case, (prompt, inputs) in prepared.items():
             tokens, gaps, logits = greedy(model, dict(inputs), GREEDY_STEPS, special_ids)
@@ -393,7 +519,7 @@ def build_llava15(out_dir: Path, seeds: range) -> None:
         "min_gap_required": MIN_GAP,
         "cases": {},
     }
-    for case, messages in LLAVA_CASES.items():
+    for case, messages in cases.items():
         prompt, inputs = prepared[case]
         tokens, gaps, logits = results[case]
         save_file(
@@ -417,9 +543,18 @@ def build_llava15(out_dir: Path, seeds: range) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seeds", type=int, default=200, help="how many seeds to try")
+    parser.add_argument("--only", choices=sorted(BUILDERS), help="build one model only")
     args = parser.parse_args()
     torch.set_grad_enabled(False)
-    build_llava15(ROOT / "llava-1.5-tiny", range(args.seeds))
+    for name, build in BUILDERS.items():
+        if args.only in (None, name):
+            build(ROOT / name, range(args.seeds))
+
+
+BUILDERS = {
+    "llava-1.5-tiny": build_llava15,
+    "llava-interleave-qwen2-tiny": build_interleave,
+}
 
 
 if __name__ == "__main__":

@@ -24,6 +24,8 @@ pub enum Architecture {
 pub enum VisionKind {
     /// OpenAI CLIP ViT (class token, pre-layernorm).
     Clip,
+    /// SigLIP ViT (no class token, patch bias, gelu-tanh).
+    Siglip,
 }
 
 /// Which decoder-only language model generates text (`text_config.model_type`).
@@ -31,6 +33,10 @@ pub enum VisionKind {
 pub enum TextKind {
     /// Llama (also Vicuna and most llama-architecture fine-tunes).
     Llama,
+    /// Qwen2 (q/k/v bias, usually tied embeddings).
+    Qwen2,
+    /// Mistral (sliding-window attention when configured).
+    Mistral,
 }
 
 /// How the vision features are selected from the chosen hidden layer.
@@ -120,8 +126,12 @@ pub struct TextConfig {
     pub rope: RopeConfig,
     /// Context length the model was trained for.
     pub max_position_embeddings: usize,
-    /// Whether q/k/v/o projections carry a bias.
-    pub attention_bias: bool,
+    /// Whether the q/k/v projections carry a bias.
+    pub qkv_bias: bool,
+    /// Whether the output projection carries a bias.
+    pub o_bias: bool,
+    /// Attend only to this many most recent positions (Mistral, Qwen2 when enabled).
+    pub sliding_window: Option<usize>,
     /// Whether the MLP projections carry a bias.
     pub mlp_bias: bool,
     /// MLP activation.
@@ -315,14 +325,11 @@ struct RawVision {
     num_attention_heads: usize,
     #[serde(default = "d224")]
     image_size: usize,
-    #[serde(default = "d32")]
-    patch_size: usize,
+    patch_size: Option<usize>,
     #[serde(default = "d3")]
     num_channels: usize,
-    #[serde(default = "eps5")]
-    layer_norm_eps: f64,
-    #[serde(default = "quick_gelu")]
-    hidden_act: String,
+    layer_norm_eps: Option<f64>,
+    hidden_act: Option<String>,
 }
 
 fn clip_name() -> String {
@@ -355,14 +362,12 @@ const fn d768() -> usize {
 const fn d3072() -> usize {
     3072
 }
-const fn eps5() -> f64 {
-    1e-5
-}
 
 fn parse_vision(value: &Value, p: &ConfigPath) -> Result<VisionConfig> {
     let raw: RawVision = p.parse(value, "vision_config")?;
     let kind = match raw.model_type.as_str() {
         "clip_vision_model" | "clip" => VisionKind::Clip,
+        "siglip_vision_model" | "siglip" => VisionKind::Siglip,
         other => {
             return Err(Error::Unsupported {
                 what: "vision tower",
@@ -375,7 +380,20 @@ fn parse_vision(value: &Value, p: &ConfigPath) -> Result<VisionConfig> {
             p.err("vision_config: `hidden_size` must be a multiple of `num_attention_heads`")
         );
     }
-    if raw.patch_size == 0 || !raw.image_size.is_multiple_of(raw.patch_size) {
+    // Defaults of CLIPVisionConfig / SiglipVisionConfig.
+    let (patch_size, layer_norm_eps, hidden_act) = match kind {
+        VisionKind::Clip => (
+            raw.patch_size.unwrap_or(32),
+            raw.layer_norm_eps.unwrap_or(1e-5),
+            raw.hidden_act.unwrap_or_else(quick_gelu),
+        ),
+        VisionKind::Siglip => (
+            raw.patch_size.unwrap_or(16),
+            raw.layer_norm_eps.unwrap_or(1e-6),
+            raw.hidden_act.unwrap_or_else(|| "gelu_pytorch_tanh".into()),
+        ),
+    };
+    if patch_size == 0 || !raw.image_size.is_multiple_of(patch_size) {
         return Err(p.err("vision_config: `image_size` must be a multiple of `patch_size`"));
     }
     Ok(VisionConfig {
@@ -385,15 +403,11 @@ fn parse_vision(value: &Value, p: &ConfigPath) -> Result<VisionConfig> {
         num_hidden_layers: raw.num_hidden_layers,
         num_attention_heads: raw.num_attention_heads,
         image_size: raw.image_size,
-        patch_size: raw.patch_size,
+        patch_size,
         num_channels: raw.num_channels,
-        layer_norm_eps: raw.layer_norm_eps,
-        hidden_act: Activation::parse(&raw.hidden_act).ok_or_else(|| {
-            p.err(&format!(
-                "vision_config: unknown activation {:?}",
-                raw.hidden_act
-            ))
-        })?,
+        layer_norm_eps,
+        hidden_act: Activation::parse(&hidden_act)
+            .ok_or_else(|| p.err(&format!("vision_config: unknown activation {hidden_act:?}")))?,
     })
 }
 
@@ -424,6 +438,9 @@ struct RawText {
     attention_bias: bool,
     #[serde(default)]
     mlp_bias: bool,
+    sliding_window: Option<usize>,
+    #[serde(default)]
+    use_sliding_window: bool,
     #[serde(default = "silu")]
     hidden_act: String,
     tie_word_embeddings: Option<bool>,
@@ -450,6 +467,8 @@ fn parse_text(value: &Value, outer_tie: Option<bool>, p: &ConfigPath) -> Result<
     let raw: RawText = p.parse(value, "text_config")?;
     let kind = match raw.model_type.as_str() {
         "llama" => TextKind::Llama,
+        "qwen2" => TextKind::Qwen2,
+        "mistral" => TextKind::Mistral,
         other => {
             return Err(Error::Unsupported {
                 what: "text model",
@@ -494,7 +513,14 @@ fn parse_text(value: &Value, outer_tie: Option<bool>, p: &ConfigPath) -> Result<
         rms_norm_eps: raw.rms_norm_eps,
         rope,
         max_position_embeddings: raw.max_position_embeddings,
-        attention_bias: raw.attention_bias,
+        // Llama: `attention_bias` covers q/k/v/o; Qwen2: q/k/v always, o never.
+        qkv_bias: kind == TextKind::Qwen2 || raw.attention_bias,
+        o_bias: kind != TextKind::Qwen2 && raw.attention_bias,
+        sliding_window: match kind {
+            TextKind::Mistral => raw.sliding_window,
+            TextKind::Qwen2 if raw.use_sliding_window => raw.sliding_window,
+            _ => None,
+        },
         mlp_bias: raw.mlp_bias,
         hidden_act: Activation::parse(&raw.hidden_act).ok_or_else(|| {
             p.err(&format!(

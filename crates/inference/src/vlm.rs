@@ -6,7 +6,7 @@ use std::path::Path;
 use candle_core::{DType, Device, Tensor};
 
 use crate::chat_template::{ChatTemplate, RenderOptions};
-use crate::config::{ModelConfig, SelectStrategy};
+use crate::config::{ModelConfig, SelectStrategy, VisionKind};
 use crate::error::{Error, Result};
 use crate::image::ImageProcessorConfig;
 use crate::messages::{count_images, ChatMessage};
@@ -89,9 +89,12 @@ impl VisionLanguageModel {
         let vb = crate::weights::load_var_builder(&files.weight_files, opts.dtype, &opts.device)?;
         let model = Llava::load(&config, vb).map_err(|e| Error::Weights(e.to_string()))?;
         let patches = config.vision.patches_per_side().pow(2);
+        // The tower yields the patches plus CLIP's class token (SigLIP has none); "default"
+        // drops the first position whatever it is, as transformers does; "full" keeps all.
+        let positions = patches + usize::from(config.vision.kind == VisionKind::Clip);
         let tokens_per_image = match config.select_strategy {
-            SelectStrategy::Default => patches,
-            SelectStrategy::Full => patches + 1,
+            SelectStrategy::Default => positions.saturating_sub(1),
+            SelectStrategy::Full => positions,
         };
         Ok(Self {
             config,

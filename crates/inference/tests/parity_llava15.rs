@@ -11,45 +11,19 @@ mod common;
 use std::sync::OnceLock;
 
 use candle_core::Device;
-use common::{load_cases, max_abs_diff, reference_dir, GoldenCase};
-use vlm_inference::image::{decode_image, DecodeLimits};
-use vlm_inference::{LoadOptions, VisionLanguageModel};
+use common::{load_cases, max_abs_diff, parity, GoldenCase};
+use vlm_inference::VisionLanguageModel;
 
 const MODEL: &str = "llava-1.5-tiny";
-const LOGIT_TOL: f32 = 1e-4;
 
 fn model() -> &'static VisionLanguageModel {
     static M: OnceLock<VisionLanguageModel> = OnceLock::new();
-    M.get_or_init(|| {
-        VisionLanguageModel::load(&reference_dir(MODEL), &LoadOptions::default())
-            .expect("reference model loads")
-    })
+    M.get_or_init(|| parity::load(MODEL))
 }
 
 fn cases() -> &'static [GoldenCase] {
     static C: OnceLock<Vec<GoldenCase>> = OnceLock::new();
     C.get_or_init(|| load_cases(MODEL))
-}
-
-fn decode_files(case: &GoldenCase) -> Vec<image::RgbImage> {
-    case.image_files
-        .iter()
-        .map(|f| {
-            let bytes = std::fs::read(f).expect("image file");
-            decode_image(&bytes, &DecodeLimits::default()).expect("decodes")
-        })
-        .collect()
-}
-
-/// One 8-bit step after normalization: (1/255) / std, for the model's smallest std.
-fn pixel_tolerance() -> f32 {
-    let min_std = model()
-        .image_processor()
-        .image_std
-        .iter()
-        .copied()
-        .fold(f64::INFINITY, f64::min);
-    ((1.0 / 255.0) / min_std) as f32 + 1e-6
 }
 
 #[test]
@@ -72,70 +46,22 @@ fn cases_cover_the_required_inputs() {
 
 #[test]
 fn chat_template_and_input_ids_match() {
-    let m = model();
-    for case in cases() {
-        let images = decode_files(case);
-        let prepared = m.prepare(&case.messages, &images).expect("prepare");
-        assert_eq!(prepared.prompt, case.prompt, "{}: prompt", case.name);
-        assert_eq!(
-            prepared.input_ids, case.input_ids,
-            "{}: input_ids",
-            case.name
-        );
-    }
+    parity::template_and_ids(model(), cases());
 }
 
 #[test]
 fn pixel_values_match_the_hf_processor() {
-    let m = model();
-    let tol = pixel_tolerance();
-    for case in cases() {
-        let images = decode_files(case);
-        let ours = m
-            .preprocess_images(&images)
-            .expect("preprocess")
-            .expect("has images");
-        let diff = max_abs_diff(&ours, &case.pixel_values);
-        eprintln!(
-            "{}: pixel max abs diff {diff:e} (tolerance {tol:e})",
-            case.name
-        );
-        assert!(
-            diff <= tol,
-            "{}: pixel max abs diff {diff} > {tol}",
-            case.name
-        );
-    }
+    parity::pixels(model(), cases());
 }
 
 #[test]
 fn prompt_logits_match_given_golden_pixels() {
-    let m = model();
-    for case in cases() {
-        let logits = m
-            .prompt_logits(&case.input_ids, Some(&case.pixel_values))
-            .expect("forward");
-        let diff = max_abs_diff(&logits, &case.logits);
-        eprintln!("{}: logits max abs diff {diff:e}", case.name);
-        assert!(
-            diff <= LOGIT_TOL,
-            "{}: logits max abs diff {diff}",
-            case.name
-        );
-    }
+    parity::logits(model(), cases());
 }
 
 #[test]
 fn greedy_tokens_match_end_to_end() {
-    let m = model();
-    for case in cases() {
-        let images = decode_files(case);
-        let prepared = m.prepare(&case.messages, &images).expect("prepare");
-        let tokens = m
-            .generate_greedy(&prepared, case.greedy_tokens.len(), false)
-            .expect("generate");
-        assert_eq!(tokens, case.greedy_tokens, "{}: greedy tokens", case.name);
-    }
+    parity::greedy(model(), cases());
 }
 
 #[test]
@@ -160,6 +86,6 @@ fn kv_cache_decode_matches_full_forward() {
         .decode_step(case.input_ids[n - 1], &mut cache)
         .expect("step");
     let last = full.get(n - 1).expect("row");
-    assert!(max_abs_diff(&step, &last) <= LOGIT_TOL);
+    assert!(max_abs_diff(&step, &last) <= parity::LOGIT_TOL);
     assert!(Device::Cpu.same_device(m.model().device()));
 }

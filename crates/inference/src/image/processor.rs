@@ -331,8 +331,19 @@ impl ImageProcessorConfig {
     /// Parses a config from a JSON value, e.g. the whole
     /// `preprocessor_config.json` or the `image_processor` section of a
     /// `processor_config.json`.
+    ///
+    /// Missing fields take the defaults of the processor class named by
+    /// `image_processor_type`: CLIP's, except that SigLIP's processor has no center crop.
     pub fn from_json_value(value: &Value) -> Result<Self, serde_json::Error> {
-        Self::deserialize(value)
+        let mut config = Self::deserialize(value)?;
+        let kind = value
+            .get("image_processor_type")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        if kind.starts_with("Siglip") && value.get("do_center_crop").is_none() {
+            config.do_center_crop = false;
+        }
+        Ok(config)
     }
 
     /// The `(height, width)` the resize step produces for an input of the

@@ -27,12 +27,12 @@ impl SelfAttention {
     fn load(cfg: &TextConfig, vb: VarBuilder) -> Result<Self> {
         let (h, d) = (cfg.hidden_size, cfg.head_dim);
         let (nq, nkv) = (cfg.num_attention_heads, cfg.num_key_value_heads);
-        let bias = cfg.attention_bias;
+        let bias = cfg.qkv_bias;
         Ok(Self {
             q_proj: linear(h, nq * d, bias, vb.pp("q_proj"))?,
             k_proj: linear(h, nkv * d, bias, vb.pp("k_proj"))?,
             v_proj: linear(h, nkv * d, bias, vb.pp("v_proj"))?,
-            o_proj: linear(nq * d, h, bias, vb.pp("o_proj"))?,
+            o_proj: linear(nq * d, h, cfg.o_bias, vb.pp("o_proj"))?,
             heads: nq,
             kv_heads: nkv,
             head_dim: d,
@@ -113,6 +113,7 @@ pub struct Decoder {
     norm: RmsNorm,
     lm_head: Linear,
     rope: RotaryEmbedding,
+    sliding_window: Option<usize>,
     dtype: DType,
     device: Device,
 }
@@ -144,6 +145,7 @@ impl Decoder {
             norm: candle_nn::rms_norm(cfg.hidden_size, cfg.rms_norm_eps, vb.pp("norm"))?,
             lm_head,
             rope,
+            sliding_window: cfg.sliding_window,
             dtype: vb.dtype(),
             device: vb.device().clone(),
         })
@@ -166,8 +168,15 @@ impl Decoder {
                 self.rope.max_positions()
             );
         }
-        let mask = if seq > 1 {
-            Some(causal_mask(seq, offset, self.dtype, &self.device)?)
+        let window_reached = self.sliding_window.is_some_and(|w| offset + seq > w);
+        let mask = if seq > 1 || window_reached {
+            Some(causal_mask(
+                seq,
+                offset,
+                self.sliding_window,
+                self.dtype,
+                &self.device,
+            )?)
         } else {
             None
         };

@@ -6,15 +6,15 @@ use candle_core::{DType, Device, Module, Result, Tensor};
 use candle_nn::VarBuilder;
 
 use crate::config::{ModelConfig, SelectStrategy};
-use crate::models::clip::{concat_features, ClipVisionTower};
 use crate::models::decoder::Decoder;
 use crate::models::projector::MultiModalProjector;
+use crate::models::vit::{concat_features, VisionTransformer};
 use crate::nn::kv_cache::KvCache;
 
 /// A loaded LLaVA model.
 #[derive(Debug, Clone)]
 pub struct Llava {
-    vision_tower: ClipVisionTower,
+    vision_tower: VisionTransformer,
     multi_modal_projector: MultiModalProjector,
     language_model: Decoder,
     feature_layers: Vec<usize>,
@@ -29,7 +29,7 @@ impl Llava {
     /// `model.vision_tower`, `model.multi_modal_projector`, `model.language_model`, `lm_head`.
     pub fn load(cfg: &ModelConfig, vb: VarBuilder) -> Result<Self> {
         let m = vb.pp("model");
-        let vision_tower = ClipVisionTower::load(&cfg.vision, m.pp("vision_tower"))?;
+        let vision_tower = VisionTransformer::load(&cfg.vision, m.pp("vision_tower"))?;
         let n_states = vision_tower.num_hidden_states() as i64;
         let feature_layers = cfg
             .vision_feature_layers

@@ -1,6 +1,6 @@
 //! Model families: vision towers, projector, decoders and their composition.
 
-pub mod clip;
 pub mod decoder;
 pub mod llava;
 pub mod projector;
+pub mod vit;

@@ -15,13 +15,24 @@ pub fn repeat_kv(xs: &Tensor, n_rep: usize) -> Result<Tensor> {
 }
 
 /// A causal mask for `q_len` new positions after `offset` cached ones:
-/// `(q_len, offset + q_len)` with `-inf` above the diagonal.
-pub fn causal_mask(q_len: usize, offset: usize, dtype: DType, device: &Device) -> Result<Tensor> {
+/// `(q_len, offset + q_len)` with `-inf` above the diagonal, and, with a sliding `window`,
+/// also for keys `window` or more positions behind the query (Mistral's rule: a query at
+/// position p sees keys p - window + 1 ..= p).
+pub fn causal_mask(
+    q_len: usize,
+    offset: usize,
+    window: Option<usize>,
+    dtype: DType,
+    device: &Device,
+) -> Result<Tensor> {
     let kv_len = offset + q_len;
     let mask: Vec<f32> = (0..q_len)
         .flat_map(|i| {
+            let pos = offset + i;
             (0..kv_len).map(move |j| {
-                if j > offset + i {
+                let future = j > pos;
+                let too_old = window.is_some_and(|w| pos >= w && j <= pos - w);
+                if future || too_old {
                     f32::NEG_INFINITY
                 } else {
                     0.0
@@ -73,11 +84,20 @@ mod tests {
 
     #[test]
     fn causal_mask_blocks_future_only() {
-        let m = causal_mask(2, 3, DType::F32, &Device::Cpu).unwrap();
+        let m = causal_mask(2, 3, None, DType::F32, &Device::Cpu).unwrap();
         let rows: Vec<Vec<f32>> = m.to_vec2().unwrap();
         assert_eq!(rows[0][..4], [0.0, 0.0, 0.0, 0.0]);
         assert!(rows[0][4].is_infinite());
         assert_eq!(rows[1], vec![0.0; 5]);
+    }
+
+    #[test]
+    fn sliding_window_hides_old_keys() {
+        // Query at position 4 with window 3 sees keys 2, 3, 4 only.
+        let m = causal_mask(1, 4, Some(3), DType::F32, &Device::Cpu).unwrap();
+        let row: Vec<Vec<f32>> = m.to_vec2().unwrap();
+        let visible: Vec<bool> = row[0].iter().map(|v| v.is_finite()).collect();
+        assert_eq!(visible, vec![false, false, true, true, true]);
     }
 
     #[test]

@@ -43,6 +43,7 @@ pub fn openai_messages(v: &Value, images_dir: &Path) -> (Vec<ChatMessage>, Vec<P
         let role = match m["role"].as_str().expect("role") {
             "system" => Role::System,
             "user" => Role::User,
+            "developer" => Role::Developer,
             "assistant" => Role::Assistant,
             other => panic!("unexpected role {other}"),
         };
@@ -108,4 +109,100 @@ pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
         .expect("max")
         .to_scalar::<f32>()
         .expect("scalar")
+}
+
+/// The parity checks every reference model must pass, as one reusable harness.
+pub mod parity {
+    use super::*;
+    use vlm_inference::image::{decode_image, DecodeLimits};
+    use vlm_inference::{LoadOptions, VisionLanguageModel};
+
+    /// Logit tolerance in f32.
+    pub const LOGIT_TOL: f32 = 1e-4;
+
+    pub fn load(model: &str) -> VisionLanguageModel {
+        VisionLanguageModel::load(&reference_dir(model), &LoadOptions::default())
+            .expect("reference model loads")
+    }
+
+    pub fn decode_files(case: &GoldenCase) -> Vec<image::RgbImage> {
+        case.image_files
+            .iter()
+            .map(|f| {
+                let bytes = std::fs::read(f).expect("image file");
+                decode_image(&bytes, &DecodeLimits::default()).expect("decodes")
+            })
+            .collect()
+    }
+
+    /// One 8-bit step after normalization: (1/255) / std, for the model's smallest std.
+    pub fn pixel_tolerance(m: &VisionLanguageModel) -> f32 {
+        let min_std = m
+            .image_processor()
+            .image_std
+            .iter()
+            .copied()
+            .fold(f64::INFINITY, f64::min);
+        ((1.0 / 255.0) / min_std) as f32 + 1e-6
+    }
+
+    pub fn template_and_ids(m: &VisionLanguageModel, cases: &[GoldenCase]) {
+        for case in cases {
+            let images = decode_files(case);
+            let prepared = m.prepare(&case.messages, &images).expect("prepare");
+            assert_eq!(prepared.prompt, case.prompt, "{}: prompt", case.name);
+            assert_eq!(
+                prepared.input_ids, case.input_ids,
+                "{}: input_ids",
+                case.name
+            );
+        }
+    }
+
+    pub fn pixels(m: &VisionLanguageModel, cases: &[GoldenCase]) {
+        let tol = pixel_tolerance(m);
+        for case in cases {
+            let ours = m
+                .preprocess_images(&decode_files(case))
+                .expect("preprocess")
+                .expect("has images");
+            let diff = max_abs_diff(&ours, &case.pixel_values);
+            eprintln!(
+                "{}: pixel max abs diff {diff:e} (tolerance {tol:e})",
+                case.name
+            );
+            assert!(
+                diff <= tol,
+                "{}: pixel max abs diff {diff} > {tol}",
+                case.name
+            );
+        }
+    }
+
+    pub fn logits(m: &VisionLanguageModel, cases: &[GoldenCase]) {
+        for case in cases {
+            let logits = m
+                .prompt_logits(&case.input_ids, Some(&case.pixel_values))
+                .expect("forward");
+            let diff = max_abs_diff(&logits, &case.logits);
+            eprintln!("{}: logits max abs diff {diff:e}", case.name);
+            assert!(
+                diff <= LOGIT_TOL,
+                "{}: logits max abs diff {diff}",
+                case.name
+            );
+        }
+    }
+
+    pub fn greedy(m: &VisionLanguageModel, cases: &[GoldenCase]) {
+        for case in cases {
+            let prepared = m
+                .prepare(&case.messages, &decode_files(case))
+                .expect("prepare");
+            let tokens = m
+                .generate_greedy(&prepared, case.greedy_tokens.len(), false)
+                .expect("generate");
+            assert_eq!(tokens, case.greedy_tokens, "{}: greedy tokens", case.name);
+        }
+    }
 }
