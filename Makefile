@@ -8,7 +8,7 @@ PORT ?= 8000
 REF_VENV ?= .venv-ref
 SDK_VENV ?= .venv-sdk
 
-.PHONY: all build test sdk-test run lint fmt reference-models clean
+.PHONY: all build test sdk-test run lint fmt reference-models bench bench-load clean
 
 all: build
 
@@ -33,6 +33,15 @@ $(SDK_VENV)/.installed: tests/sdk/requirements.txt
 	$(PYTHON) -m venv $(SDK_VENV)
 	$(SDK_VENV)/bin/pip install -q -r tests/sdk/requirements.txt
 	touch $@
+
+## Criterion micro-benchmarks.
+bench:
+	$(CARGO) bench -p vlm-inference
+
+## End-to-end streaming load against `make run` (start it first; MODEL/PORT as for run).
+bench-load: $(SDK_VENV)/.installed
+	$(SDK_VENV)/bin/python benches/load_test.py --base-url http://$(HOST):$(PORT)/v1 --model $(MODEL) \
+		--image models/reference/llava-1.5-tiny/goldens/images/square_50.png
 
 lint:
 	$(CARGO) fmt --all --check

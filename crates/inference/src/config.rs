@@ -656,6 +656,35 @@ mod tests {
     }
 
     #[test]
+    fn qwen2_and_mistral_switches() {
+        let mut v = base();
+        v["text_config"]["model_type"] = json!("qwen2");
+        v["text_config"]["sliding_window"] = json!(64);
+        v["vision_config"]["model_type"] = json!("siglip_vision_model");
+        let c = ModelConfig::from_value(&v, Path::new("config.json")).unwrap();
+        assert_eq!(c.text.kind, TextKind::Qwen2);
+        assert!(c.text.qkv_bias && !c.text.o_bias);
+        // Qwen2 only slides when use_sliding_window is set.
+        assert_eq!(c.text.sliding_window, None);
+        v["text_config"]["use_sliding_window"] = json!(true);
+        let c = ModelConfig::from_value(&v, Path::new("config.json")).unwrap();
+        assert_eq!(c.text.sliding_window, Some(64));
+        // SigLIP defaults differ from CLIP's.
+        assert_eq!(c.vision.kind, VisionKind::Siglip);
+        assert_eq!(c.vision.hidden_act, Activation::GeluTanh);
+        assert_eq!(c.vision.layer_norm_eps, 1e-6);
+        v["text_config"]["model_type"] = json!("mistral");
+        v["text_config"]["sliding_window"] = json!(4096);
+        let c = ModelConfig::from_value(&v, Path::new("config.json")).unwrap();
+        assert_eq!(c.text.kind, TextKind::Mistral);
+        assert_eq!(c.text.sliding_window, Some(4096));
+        assert!(!c.text.qkv_bias && !c.text.o_bias);
+        v["text_config"]["model_type"] = json!("gemma9");
+        let e = ModelConfig::from_value(&v, Path::new("config.json")).unwrap_err();
+        assert!(e.to_string().contains("text model: gemma9"), "{e}");
+    }
+
+    #[test]
     fn out_of_range_feature_layer_is_refused() {
         let mut v = base();
         v["vision_feature_layer"] = json!(-9);

@@ -7,5 +7,5 @@ mod sampler;
 mod stop;
 
 pub use params::SamplingParams;
-pub use sampler::{softmax_in_place, top_p_cutoff, Sampled, Sampler, TopLogprob};
+pub use sampler::{top_p_cutoff, Sampled, Sampler, TopLogprob};
 pub use stop::{StopMatcher, StopOutcome};

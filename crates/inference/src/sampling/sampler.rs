@@ -254,17 +254,6 @@ fn top_k(x: &[f32], k: usize) -> Vec<u32> {
     idx
 }
 
-/// Turns logits into probabilities in place (numerically stable softmax).
-pub fn softmax_in_place(x: &mut [f32]) {
-    let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let mut sum = 0.0;
-    for v in x.iter_mut() {
-        *v = (*v - max).exp();
-        sum += *v;
-    }
-    x.iter_mut().for_each(|v| *v /= sum);
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
