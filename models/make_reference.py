@@ -36,6 +36,11 @@ import transformers
 from transformers import (
     CLIPImageProcessorPil as CLIPImageProcessor,  # the PIL backend: what "as PIL does it" means
     CLIPVisionConfig,
+    LlavaNextConfig,
+    LlavaNextForConditionalGeneration,
+    LlavaNextImageProcessorPil as LlavaNextImageProcessor,
+    LlavaNextProcessor,
+    MistralConfig,
     Qwen2Config,
     SiglipImageProcessorPil as SiglipImageProcessor,
     SiglipVisionConfig,
@@ -454,8 +459,104 @@ def build_interleave(out_dir: Path, seeds: range) -> None:
     build_llava(out_dir, seeds, processor, cfg, FAMILY_CASES, special_ids)
 
 
-def build_llava(out_dir: Path, seeds: range, processor, cfg, cases: dict, special_ids: set[int]) -> None:
-    """Saves a LlavaForConditionalGeneration reference model and its goldens."""
+# llava-hf/llava-v1.6-mistral-7b-hf style [INST] template.
+MISTRAL_VL_TEMPLATE = (
+    "{% for message in messages %}"
+    "{% if message['role'] == 'user' %}{{ '[INST] ' }}"
+    "{% for content in message['content'] | selectattr('type', 'equalto', 'image') %}{{ '<image>\n' }}{% endfor %}"
+    "{% for content in message['content'] | selectattr('type', 'equalto', 'text') %}{{ content['text'] }}{% endfor %}"
+    "{{ ' [/INST]' }}"
+    "{% elif message['role'] == 'assistant' %}"
+    "{% for content in message['content'] | selectattr('type', 'equalto', 'text') %}{{ ' ' + content['text'] + '</s>' }}{% endfor %}"
+    "{% endif %}"
+    "{% endfor %}"
+)
+
+GRID_PINPOINTS = [[28, 56], [56, 28], [56, 56]]
+
+
+def build_next_mistral(out_dir: Path, seeds: range) -> None:
+    """LLaVA-NeXT (anyres) layout: CLIP tower, Mistral text model with a 16-token sliding window
+    (so the window matters for these prompts), image_newline, 28-px tiles on a 56×56 grid."""
+    raw_tok = build_tokenizer()
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=raw_tok,
+        bos_token="<s>",
+        eos_token="</s>",
+        unk_token="<unk>",
+        pad_token="<pad>",
+        model_max_length=512,
+        extra_special_tokens={"image_token": "<image>"},
+    )
+    image_processor = LlavaNextImageProcessor(
+        do_resize=True,
+        size={"shortest_edge": 28},
+        resample=3,
+        do_center_crop=True,
+        crop_size={"height": 28, "width": 28},
+        do_rescale=True,
+        rescale_factor=1 / 255,
+        do_normalize=True,
+        image_mean=[0.48145466, 0.4578275, 0.40821073],
+        image_std=[0.26862954, 0.26130258, 0.27577711],
+        do_convert_rgb=True,
+        do_pad=True,
+        image_grid_pinpoints=GRID_PINPOINTS,
+    )
+    processor = LlavaNextProcessor(
+        image_processor=image_processor,
+        tokenizer=tokenizer,
+        patch_size=14,
+        vision_feature_select_strategy="default",
+        chat_template=MISTRAL_VL_TEMPLATE,
+        num_additional_image_tokens=1,
+        image_token="<image>",
+    )
+    vision = llava15_config(1, 0, 1, 2, 3).vision_config
+    text = MistralConfig(
+        vocab_size=raw_tok.get_vocab_size(),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        rms_norm_eps=1e-5,
+        rope_theta=10000.0,
+        sliding_window=16,
+        initializer_range=0.1,
+        tie_word_embeddings=False,
+        bos_token_id=raw_tok.token_to_id("<s>"),
+        eos_token_id=raw_tok.token_to_id("</s>"),
+        pad_token_id=raw_tok.token_to_id("<pad>"),
+    )
+    cfg = LlavaNextConfig(
+        vision_config=vision,
+        text_config=text,
+        image_token_index=raw_tok.token_to_id("<image>"),
+        projector_hidden_act="gelu",
+        vision_feature_layer=-2,
+        vision_feature_select_strategy="default",
+        image_grid_pinpoints=GRID_PINPOINTS,
+        tie_word_embeddings=False,
+        image_seq_length=4,
+    )
+    special_ids = {raw_tok.token_to_id(t) for t in LLAMA_SPECIALS}
+    build_llava(
+        out_dir, seeds, processor, cfg, FAMILY_CASES, special_ids, LlavaNextForConditionalGeneration
+    )
+
+
+def build_llava(
+    out_dir: Path,
+    seeds: range,
+    processor,
+    cfg,
+    cases: dict,
+    special_ids: set[int],
+    model_class=LlavaForConditionalGeneration,
+) -> None:
+    """Saves a LLaVA-family reference model and its goldens."""
     if out_dir.exists():
         shutil.rmtree(out_dir)
     gold = out_dir / "goldens"
@@ -479,7 +580,7 @@ def build_llava(out_dir: Path, seeds: range, processor, cfg, cases: dict, specia
     chosen = None
     for seed in seeds:
         torch.manual_seed(seed)
-        model = LlavaForConditionalGeneration(cfg).eval()
+        model = model_class(cfg).eval()
         # Spread the logits of the random model so that greedy choices are well separated
         # (top-2 gaps > MIN_GAP), which keeps parity checks meaningful under float rounding.
         # With tied embeddings the head is the embedding matrix: scale the final norm instead,
@@ -525,6 +626,11 @@ def build_llava(out_dir: Path, seeds: range, processor, cfg, cases: dict, specia
         save_file(
             {
                 "pixel_values": inputs["pixel_values"].float().contiguous(),
+                **(
+                    {"image_sizes": inputs["image_sizes"].to(torch.int64).contiguous()}
+                    if "image_sizes" in inputs
+                    else {}
+                ),
                 "logits": logits.contiguous(),
             },
             gold / f"{case}.safetensors",
@@ -554,6 +660,7 @@ def main() -> None:
 BUILDERS = {
     "llava-1.5-tiny": build_llava15,
     "llava-interleave-qwen2-tiny": build_interleave,
+    "llava-next-mistral-tiny": build_next_mistral,
 }
 
 

@@ -17,6 +17,9 @@ use crate::nn::activation::Activation;
 pub enum Architecture {
     /// `LlavaForConditionalGeneration`: one fixed-resolution image → N tokens.
     Llava,
+    /// `LlavaNextForConditionalGeneration`: anyres tiles + base image, unpadded, with
+    /// `image_newline` after each feature row.
+    LlavaNext,
 }
 
 /// Which vision tower encodes images (`vision_config.model_type`).
@@ -161,6 +164,8 @@ pub struct ModelConfig {
     pub vision_feature_layers: Vec<i64>,
     /// Class-token handling.
     pub select_strategy: SelectStrategy,
+    /// LLaVA-NeXT grid resolutions `(height, width)` (empty for plain LLaVA).
+    pub image_grid_pinpoints: Vec<(u32, u32)>,
 }
 
 impl ModelConfig {
@@ -191,6 +196,7 @@ impl ModelConfig {
             .ok_or_else(|| p.err("neither `architectures` nor `model_type` is set"))?;
         let architecture = match arch_name {
             "LlavaForConditionalGeneration" | "llava" => Architecture::Llava,
+            "LlavaNextForConditionalGeneration" | "llava_next" => Architecture::LlavaNext,
             other => {
                 return Err(Error::Unsupported {
                     what: "architecture",
@@ -229,6 +235,21 @@ impl ModelConfig {
                 )))
             }
         };
+        let image_grid_pinpoints = raw.image_grid_pinpoints.clone();
+        if architecture == Architecture::LlavaNext {
+            let tile = vision.image_size as u32;
+            if image_grid_pinpoints.is_empty() {
+                return Err(p.err("LLaVA-NeXT needs `image_grid_pinpoints`"));
+            }
+            if image_grid_pinpoints
+                .iter()
+                .any(|&(h, w)| h == 0 || w == 0 || h % tile != 0 || w % tile != 0)
+            {
+                return Err(p.err(&format!(
+                    "`image_grid_pinpoints` must be positive multiples of the tower's image_size {tile}"
+                )));
+            }
+        }
         let image_token_id = raw
             .image_token_id
             .or(raw.image_token_index)
@@ -249,6 +270,7 @@ impl ModelConfig {
             projector_bias: raw.multimodal_projector_bias,
             vision_feature_layers,
             select_strategy,
+            image_grid_pinpoints,
         })
     }
 }
@@ -309,6 +331,8 @@ struct RawLlava {
     #[serde(default = "default_strategy")]
     vision_feature_select_strategy: String,
     tie_word_embeddings: Option<bool>,
+    #[serde(default)]
+    image_grid_pinpoints: Vec<(u32, u32)>,
 }
 
 #[derive(Deserialize)]

@@ -19,4 +19,5 @@ pub mod vlm;
 pub mod weights;
 
 pub use error::{Error, Result};
+pub use models::llava::ImageBatch;
 pub use vlm::{LoadOptions, PreparedPrompt, VisionLanguageModel};

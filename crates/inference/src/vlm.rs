@@ -6,12 +6,14 @@ use std::path::Path;
 use candle_core::{DType, Device, Tensor};
 
 use crate::chat_template::{ChatTemplate, RenderOptions};
-use crate::config::{ModelConfig, SelectStrategy, VisionKind};
+use crate::config::{Architecture, ModelConfig, SelectStrategy, VisionKind};
 use crate::error::{Error, Result};
+use crate::image::anyres::{anyres_tiles, grid_shape, next_image_tokens};
 use crate::image::ImageProcessorConfig;
+use crate::image::{ResampleFilter, ResizeSize, PIL_BILINEAR};
 use crate::messages::{count_images, ChatMessage};
 use crate::model_dir::ModelDir;
-use crate::models::llava::Llava;
+use crate::models::llava::{ImageBatch, Llava};
 use crate::nn::kv_cache::KvCache;
 use crate::tokenizer::TextTokenizer;
 
@@ -41,8 +43,8 @@ pub struct PreparedPrompt {
     pub prompt: String,
     /// Token ids, one image token per image feature.
     pub input_ids: Vec<u32>,
-    /// `(n_images, 3, H, W)` f32, or `None` for a text-only prompt.
-    pub pixel_values: Option<Tensor>,
+    /// The preprocessed images, or `None` for a text-only prompt.
+    pub images: Option<ImageBatch>,
 }
 
 /// A vision-language model ready to serve.
@@ -132,9 +134,30 @@ impl VisionLanguageModel {
         self.model.language_model().max_positions()
     }
 
-    /// Image tokens each image expands to.
+    /// Image tokens of a fixed-resolution (plain LLaVA) image, or of a LLaVA-NeXT base image.
     pub fn tokens_per_image(&self) -> usize {
         self.tokens_per_image
+    }
+
+    /// Image tokens an image of `height × width` expands to, as the HF processor counts them.
+    pub fn image_tokens_for(&self, height: u32, width: u32) -> Result<usize> {
+        match self.config.architecture {
+            Architecture::Llava => Ok(self.tokens_per_image),
+            Architecture::LlavaNext => {
+                let v = &self.config.vision;
+                let class = u32::from(v.kind == VisionKind::Clip);
+                let drop = u32::from(self.config.select_strategy == SelectStrategy::Default);
+                next_image_tokens(
+                    (height, width),
+                    &self.config.image_grid_pinpoints,
+                    v.image_size as u32,
+                    v.patch_size as u32,
+                    class,
+                )
+                .map(|n| n - drop as usize)
+                .ok_or_else(|| Error::InvalidInput("no grid pinpoints".into()))
+            }
+        }
     }
 
     /// Renders the chat template with a generation prompt.
@@ -147,24 +170,83 @@ impl VisionLanguageModel {
         Ok(self.template.render(messages, &opts)?)
     }
 
-    /// Preprocesses decoded RGB images into `(n, 3, H, W)` pixel values.
-    pub fn preprocess_images(&self, images: &[::image::RgbImage]) -> Result<Option<Tensor>> {
+    /// Preprocesses decoded RGB images: one tile each for plain LLaVA, the base image and the
+    /// anyres grid for LLaVA-NeXT.
+    pub fn preprocess_images(&self, images: &[::image::RgbImage]) -> Result<Option<ImageBatch>> {
         if images.is_empty() {
             return Ok(None);
         }
+        let ip = &self.image_processor;
         let mut planes = Vec::with_capacity(images.len());
+        let mut tiles_per_image = Vec::with_capacity(images.len());
+        let mut image_sizes = Vec::with_capacity(images.len());
         for img in images {
-            let px = self
-                .image_processor
-                .preprocess(img)
-                .map_err(|e| Error::InvalidInput(e.to_string()))?;
-            planes.push(Tensor::from_vec(
-                px.data,
-                (px.channels, px.height, px.width),
-                &Device::Cpu,
-            )?);
+            let tiles = match self.config.architecture {
+                Architecture::Llava => vec![img.clone()],
+                Architecture::LlavaNext => {
+                    let tile = self.config.vision.image_size as u32;
+                    let filter = match ip.resample {
+                        PIL_BILINEAR => ResampleFilter::Bilinear,
+                        _ => ResampleFilter::Bicubic,
+                    };
+                    let base = match ip.size {
+                        ResizeSize::ShortestEdge(s) => (s, s),
+                        ResizeSize::Exact { height, width } => (height, width),
+                    };
+                    anyres_tiles(img, &self.config.image_grid_pinpoints, base, tile, filter)
+                        .ok_or_else(|| Error::InvalidInput("no grid pinpoints".into()))?
+                }
+            };
+            tiles_per_image.push(tiles.len());
+            image_sizes.push((img.height(), img.width()));
+            for t in &tiles {
+                let px = ip
+                    .preprocess(t)
+                    .map_err(|e| Error::InvalidInput(e.to_string()))?;
+                planes.push(Tensor::from_vec(
+                    px.data,
+                    (px.channels, px.height, px.width),
+                    &Device::Cpu,
+                )?);
+            }
         }
-        Ok(Some(Tensor::stack(&planes, 0)?))
+        Ok(Some(ImageBatch {
+            pixel_values: Tensor::stack(&planes, 0)?,
+            tiles_per_image,
+            image_sizes,
+        }))
+    }
+
+    /// Builds an [`ImageBatch`] from an HF processor's output: `(n, 3, H, W)` for LLaVA, or
+    /// `(n, max_tiles, 3, H, W)` zero-padded plus `image_sizes` for LLaVA-NeXT.
+    pub fn image_batch_from_processor(
+        &self,
+        pixel_values: &Tensor,
+        image_sizes: &[(u32, u32)],
+    ) -> Result<ImageBatch> {
+        if pixel_values.rank() == 4 {
+            let n = pixel_values.dim(0)?;
+            return Ok(ImageBatch {
+                pixel_values: pixel_values.clone(),
+                tiles_per_image: vec![1; n],
+                image_sizes: image_sizes.to_vec(),
+            });
+        }
+        let tile = self.config.vision.image_size as u32;
+        let mut parts = Vec::new();
+        let mut tiles_per_image = Vec::new();
+        for (i, &size) in image_sizes.iter().enumerate() {
+            let (rows, cols) = grid_shape(size, &self.config.image_grid_pinpoints, tile)
+                .ok_or_else(|| Error::InvalidInput("no grid pinpoints".into()))?;
+            let tiles = 1 + (rows * cols) as usize;
+            parts.push(pixel_values.get(i)?.narrow(0, 0, tiles)?);
+            tiles_per_image.push(tiles);
+        }
+        Ok(ImageBatch {
+            pixel_values: Tensor::cat(&parts, 0)?,
+            tiles_per_image,
+            image_sizes: image_sizes.to_vec(),
+        })
     }
 
     /// Turns chat messages and their images (in order of appearance) into model inputs.
@@ -190,39 +272,49 @@ impl VisionLanguageModel {
                 images.len()
             )));
         }
-        let expanded = prompt.replace(
-            self.image_token.as_str(),
-            &self.image_token.repeat(self.tokens_per_image),
-        );
+        // Expand each placeholder, in order, into that image's number of tokens.
+        let mut expanded = String::with_capacity(prompt.len());
+        let mut rest = prompt.as_str();
+        for img in images {
+            let Some(at) = rest.find(self.image_token.as_str()) else {
+                break;
+            };
+            expanded.push_str(&rest[..at]);
+            let n = self.image_tokens_for(img.height(), img.width())?;
+            expanded.push_str(&self.image_token.repeat(n));
+            rest = &rest[at + self.image_token.len()..];
+        }
+        expanded.push_str(rest);
         let input_ids = self.tokenizer.encode(&expanded)?;
-        let pixel_values = self.preprocess_images(images)?;
+        let images = self.preprocess_images(images)?;
         Ok(PreparedPrompt {
             prompt,
             input_ids,
-            pixel_values,
+            images,
         })
     }
 
     /// Logits `(seq, vocab)` (f32) of a full prompt forward pass.
-    pub fn prompt_logits(
-        &self,
-        input_ids: &[u32],
-        pixel_values: Option<&Tensor>,
-    ) -> Result<Tensor> {
+    pub fn prompt_logits(&self, input_ids: &[u32], images: Option<&ImageBatch>) -> Result<Tensor> {
         let mut cache = self.new_cache();
-        let pixel_values = match pixel_values {
-            Some(p) => Some(p.to_device(self.model.device())?),
-            None => None,
-        };
-        let hidden = self
-            .model
-            .prefill(input_ids, pixel_values.as_ref(), &mut cache)?;
+        let images = self.to_model_device(images)?;
+        let hidden = self.model.prefill(input_ids, images.as_ref(), &mut cache)?;
         Ok(self
             .model
             .language_model()
             .logits(&hidden)?
             .squeeze(0)?
             .to_dtype(DType::F32)?)
+    }
+
+    fn to_model_device(&self, images: Option<&ImageBatch>) -> Result<Option<ImageBatch>> {
+        Ok(match images {
+            Some(b) => Some(ImageBatch {
+                pixel_values: b.pixel_values.to_device(self.model.device())?,
+                ..b.clone()
+            }),
+            None => None,
+        })
     }
 
     /// An empty KV cache for this model.
@@ -237,13 +329,10 @@ impl VisionLanguageModel {
         prompt: &PreparedPrompt,
         cache: &mut KvCache,
     ) -> Result<Tensor> {
-        let pixel_values = match &prompt.pixel_values {
-            Some(p) => Some(p.to_device(self.model.device())?),
-            None => None,
-        };
+        let images = self.to_model_device(prompt.images.as_ref())?;
         let hidden = self
             .model
-            .prefill(&prompt.input_ids, pixel_values.as_ref(), cache)?;
+            .prefill(&prompt.input_ids, images.as_ref(), cache)?;
         let last = hidden.narrow(1, hidden.dim(1)? - 1, 1)?;
         Ok(self
             .model

@@ -70,16 +70,13 @@ fn kv_cache_decode_matches_full_forward() {
     let m = model();
     let case = &cases()[0];
     let n = case.input_ids.len();
+    let batch = case.batch(m);
     let full = m
-        .prompt_logits(&case.input_ids, Some(&case.pixel_values))
+        .prompt_logits(&case.input_ids, Some(&batch))
         .expect("full");
     let mut cache = m.new_cache();
     m.model()
-        .prefill(
-            &case.input_ids[..n - 1],
-            Some(&case.pixel_values),
-            &mut cache,
-        )
+        .prefill(&case.input_ids[..n - 1], Some(&batch), &mut cache)
         .expect("prefill");
     let step = m
         .model()

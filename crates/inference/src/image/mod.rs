@@ -9,6 +9,7 @@
 //! * [`ImageProcessorConfig`] reads `preprocessor_config.json` and runs
 //!   resize → center crop → rescale → normalize into CHW `f32` values.
 
+pub mod anyres;
 mod decode;
 mod processor;
 mod resize;

@@ -5,13 +5,35 @@
 use candle_core::{DType, Device, Module, Result, Tensor};
 use candle_nn::VarBuilder;
 
-use crate::config::{ModelConfig, SelectStrategy};
+use crate::config::{Architecture, ModelConfig, SelectStrategy};
+use crate::image::anyres::{grid_shape, unpadded_shape};
 use crate::models::decoder::Decoder;
 use crate::models::projector::MultiModalProjector;
 use crate::models::vit::{concat_features, VisionTransformer};
 use crate::nn::kv_cache::KvCache;
 
-/// A loaded LLaVA model.
+/// Preprocessed images: every tile of every image in order, and how they group.
+#[derive(Debug, Clone)]
+pub struct ImageBatch {
+    /// `(tiles, 3, H, W)` f32: for each image its tiles (one for plain LLaVA; the base image
+    /// then the grid for LLaVA-NeXT).
+    pub pixel_values: Tensor,
+    /// Tiles of each image.
+    pub tiles_per_image: Vec<usize>,
+    /// Original `(height, width)` of each image.
+    pub image_sizes: Vec<(u32, u32)>,
+}
+
+/// LLaVA-NeXT's anyres packing settings.
+#[derive(Debug, Clone)]
+struct Anyres {
+    pinpoints: Vec<(u32, u32)>,
+    tile: u32,
+    per_side: usize,
+    image_newline: Tensor,
+}
+
+/// A loaded LLaVA or LLaVA-NeXT model.
 #[derive(Debug, Clone)]
 pub struct Llava {
     vision_tower: VisionTransformer,
@@ -20,6 +42,7 @@ pub struct Llava {
     feature_layers: Vec<usize>,
     select_strategy: SelectStrategy,
     image_token_id: u32,
+    anyres: Option<Anyres>,
     device: Device,
     dtype: DType,
 }
@@ -43,7 +66,17 @@ impl Llava {
             })
             .collect::<Vec<_>>();
         let vision_dim = cfg.vision.hidden_size * feature_layers.len();
+        let anyres = match cfg.architecture {
+            Architecture::Llava => None,
+            Architecture::LlavaNext => Some(Anyres {
+                pinpoints: cfg.image_grid_pinpoints.clone(),
+                tile: cfg.vision.image_size as u32,
+                per_side: cfg.vision.patches_per_side(),
+                image_newline: m.get(cfg.text.hidden_size, "image_newline")?,
+            }),
+        };
         Ok(Self {
+            anyres,
             multi_modal_projector: MultiModalProjector::load(
                 vision_dim,
                 cfg.text.hidden_size,
@@ -61,7 +94,7 @@ impl Llava {
         })
     }
 
-    /// Encodes `(n, 3, H, W)` pixel values into `(n, tokens_per_image, text_hidden)`.
+    /// Encodes `(n, 3, H, W)` pixel values into `(n, tokens_per_tile, text_hidden)`.
     pub fn encode_images(&self, pixel_values: &Tensor) -> Result<Tensor> {
         let states = self
             .vision_tower
@@ -75,7 +108,7 @@ impl Llava {
     }
 
     /// Embeds `input_ids` (a 1-D list) and puts the rows of `image_features`
-    /// (`(n, tokens, hidden)`, flattened in order) at the image-token positions.
+    /// (`(tokens, hidden)`, in order) at the image-token positions.
     /// Returns `(1, seq, hidden)`.
     pub fn embed_with_images(
         &self,
@@ -92,7 +125,7 @@ impl Llava {
             .map(|(i, _)| i)
             .collect();
         let feats = match image_features {
-            Some(f) => Some(f.flatten_to(1)?.to_dtype(text.dtype())?),
+            Some(f) => Some(f.to_dtype(text.dtype())?),
             None => None,
         };
         let n_feats = match &feats {
@@ -141,16 +174,75 @@ impl Llava {
         self.image_token_id
     }
 
+    /// The image features for the prompt, `(total_tokens, text_hidden)`, in order: all tiles'
+    /// features for plain LLaVA; base + unpadded grid with newlines for LLaVA-NeXT.
+    pub fn image_features(&self, images: &ImageBatch) -> Result<Tensor> {
+        let feats = self.encode_images(&images.pixel_values.to_dtype(self.dtype)?)?;
+        let Some(anyres) = &self.anyres else {
+            return feats.flatten_to(1);
+        };
+        let mut packed = Vec::with_capacity(images.tiles_per_image.len());
+        let mut start = 0;
+        for (&tiles, &size) in images.tiles_per_image.iter().zip(&images.image_sizes) {
+            packed.push(self.pack_anyres(anyres, &feats.narrow(0, start, tiles)?, size)?);
+            start += tiles;
+        }
+        Tensor::cat(&packed, 0)
+    }
+
+    /// `pack_image_features` of transformers' LLaVA-NeXT for one image's `(tiles, t, C)`.
+    fn pack_anyres(&self, a: &Anyres, feats: &Tensor, size: (u32, u32)) -> Result<Tensor> {
+        let (tiles, _, channels) = feats.dims3()?;
+        let base = feats.get(0)?;
+        let newline = a.image_newline.to_dtype(feats.dtype())?;
+        if tiles == 1 {
+            // Base image only: its features and one newline.
+            return Tensor::cat(&[&base, &newline.unsqueeze(0)?], 0);
+        }
+        let (rows, cols) = grid_shape(size, &a.pinpoints, a.tile)
+            .ok_or_else(|| candle_core::Error::Msg("no grid pinpoints".into()))?;
+        let (rows, cols) = (rows as usize, cols as usize);
+        if rows * cols != tiles - 1 {
+            candle_core::bail!(
+                "image of size {size:?} needs {} tiles, got {}",
+                rows * cols,
+                tiles - 1
+            );
+        }
+        let s = a.per_side;
+        // (rows, cols, s, s, C) → (C, rows, s, cols, s) → (C, rows*s, cols*s)
+        let grid = feats
+            .narrow(0, 1, tiles - 1)?
+            .reshape((rows, cols, s, s, channels))?
+            .permute((4, 0, 2, 1, 3))?
+            .reshape((channels, rows * s, cols * s))?;
+        let (cur_h, cur_w) = (rows * s, cols * s);
+        let (keep_h, keep_w) = unpadded_shape(size, cur_h as u32, cur_w as u32);
+        let (keep_h, keep_w) = (keep_h as usize, keep_w as usize);
+        let grid = grid.narrow(1, (cur_h - keep_h) / 2, keep_h)?.narrow(
+            2,
+            (cur_w - keep_w) / 2,
+            keep_w,
+        )?;
+        let newline_col = newline
+            .reshape((channels, 1, 1))?
+            .expand((channels, keep_h, 1))?;
+        let grid = Tensor::cat(&[&grid, &newline_col], 2)?
+            .reshape((channels, keep_h * (keep_w + 1)))?
+            .t()?;
+        Tensor::cat(&[&base, &grid], 0)
+    }
+
     /// Prefill: runs the prompt (with images) through the language model, filling `cache`.
     /// Returns the final hidden states `(1, seq, hidden)`.
     pub fn prefill(
         &self,
         input_ids: &[u32],
-        pixel_values: Option<&Tensor>,
+        images: Option<&ImageBatch>,
         cache: &mut KvCache,
     ) -> Result<Tensor> {
-        let feats = match pixel_values {
-            Some(p) => Some(self.encode_images(&p.to_dtype(self.dtype)?)?),
+        let feats = match images {
+            Some(b) => Some(self.image_features(b)?),
             None => None,
         };
         let embeds = self.embed_with_images(input_ids, feats.as_ref())?;

@@ -25,6 +25,16 @@ pub struct GoldenCase {
     pub greedy_tokens: Vec<u32>,
     pub pixel_values: Tensor,
     pub logits: Tensor,
+    /// `(height, width)` of each image (from the processor for LLaVA-NeXT, else the files).
+    pub image_sizes: Vec<(u32, u32)>,
+}
+
+impl GoldenCase {
+    /// The processor's pixel values as the model's image batch.
+    pub fn batch(&self, m: &vlm_inference::VisionLanguageModel) -> vlm_inference::ImageBatch {
+        m.image_batch_from_processor(&self.pixel_values, &self.image_sizes)
+            .expect("golden batch")
+    }
 }
 
 fn ids(v: &Value) -> Vec<u32> {
@@ -82,7 +92,23 @@ pub fn load_cases(model: &str) -> Vec<GoldenCase> {
         let tensors =
             candle_core::safetensors::load(gold.join(format!("{name}.safetensors")), &Device::Cpu)
                 .expect("golden tensors");
+        let image_sizes: Vec<(u32, u32)> = match tensors.get("image_sizes") {
+            Some(t) => t
+                .to_vec2::<i64>()
+                .expect("image_sizes")
+                .into_iter()
+                .map(|r| (r[0] as u32, r[1] as u32))
+                .collect(),
+            None => image_files
+                .iter()
+                .map(|f| {
+                    let (w, h) = image::image_dimensions(f).expect("image size");
+                    (h, w)
+                })
+                .collect(),
+        };
         cases.push(GoldenCase {
+            image_sizes,
             name: name.clone(),
             messages,
             image_files,
@@ -166,7 +192,14 @@ pub mod parity {
                 .preprocess_images(&decode_files(case))
                 .expect("preprocess")
                 .expect("has images");
-            let diff = max_abs_diff(&ours, &case.pixel_values);
+            let golden = case.batch(m);
+            assert_eq!(
+                ours.tiles_per_image, golden.tiles_per_image,
+                "{}",
+                case.name
+            );
+            assert_eq!(ours.image_sizes, golden.image_sizes, "{}", case.name);
+            let diff = max_abs_diff(&ours.pixel_values, &golden.pixel_values);
             eprintln!(
                 "{}: pixel max abs diff {diff:e} (tolerance {tol:e})",
                 case.name
@@ -182,7 +215,7 @@ pub mod parity {
     pub fn logits(m: &VisionLanguageModel, cases: &[GoldenCase]) {
         for case in cases {
             let logits = m
-                .prompt_logits(&case.input_ids, Some(&case.pixel_values))
+                .prompt_logits(&case.input_ids, Some(&case.batch(m)))
                 .expect("forward");
             let diff = max_abs_diff(&logits, &case.logits);
             eprintln!("{}: logits max abs diff {diff:e}", case.name);

@@ -1,0 +1,66 @@
+//! Parity with transformers on the tiny LLaVA-NeXT layout (models/reference/llava-next-mistral-tiny):
+//! `LlavaNextForConditionalGeneration` with a CLIP tower, anyres tiling on a 56×56 grid of 28-px
+//! tiles (base image + tiles, unpadding to the original aspect ratio, `image_newline`) and a
+//! Mistral text model whose 16-token sliding window is shorter than every prompt.
+
+mod common;
+
+use std::sync::OnceLock;
+
+use common::parity;
+use common::{load_cases, GoldenCase};
+use vlm_inference::config::{Architecture, TextKind, VisionKind};
+use vlm_inference::VisionLanguageModel;
+
+const MODEL: &str = "llava-next-mistral-tiny";
+
+fn model() -> &'static VisionLanguageModel {
+    static M: OnceLock<VisionLanguageModel> = OnceLock::new();
+    M.get_or_init(|| parity::load(MODEL))
+}
+
+fn cases() -> &'static [GoldenCase] {
+    static C: OnceLock<Vec<GoldenCase>> = OnceLock::new();
+    C.get_or_init(|| load_cases(MODEL))
+}
+
+#[test]
+fn config_selects_next_clip_and_mistral() {
+    let c = model().config();
+    assert_eq!(c.architecture, Architecture::LlavaNext);
+    assert_eq!(c.vision.kind, VisionKind::Clip);
+    assert_eq!(c.text.kind, TextKind::Mistral);
+    assert_eq!(c.text.sliding_window, Some(16));
+    assert!(cases().iter().all(|c| c.input_ids.len() > 16));
+    // Image tokens per image equal the HF processor's (counted in the golden input_ids).
+    for case in cases() {
+        let image_token = c.image_token_id;
+        let expected = case.input_ids.iter().filter(|&&t| t == image_token).count();
+        let ours: usize = case
+            .image_sizes
+            .iter()
+            .map(|&(h, w)| model().image_tokens_for(h, w).unwrap())
+            .sum();
+        assert_eq!(ours, expected, "{}", case.name);
+    }
+}
+
+#[test]
+fn chat_template_and_input_ids_match() {
+    parity::template_and_ids(model(), cases());
+}
+
+#[test]
+fn pixel_values_match_the_hf_processor() {
+    parity::pixels(model(), cases());
+}
+
+#[test]
+fn prompt_logits_match_given_golden_pixels() {
+    parity::logits(model(), cases());
+}
+
+#[test]
+fn greedy_tokens_match_end_to_end() {
+    parity::greedy(model(), cases());
+}
