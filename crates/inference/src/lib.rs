@@ -20,4 +20,4 @@ pub mod weights;
 
 pub use error::{Error, Result};
 pub use models::llava::ImageBatch;
-pub use vlm::{LoadOptions, PreparedPrompt, VisionLanguageModel};
+pub use vlm::{ImageDetail, LoadOptions, PreparedPrompt, VisionLanguageModel};

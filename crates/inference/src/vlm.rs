@@ -35,6 +35,20 @@ impl Default for LoadOptions {
     }
 }
 
+/// OpenAI's `image_url.detail`. On tiling models (LLaVA-NeXT) `Low` encodes only the base
+/// image (the fewest tokens, the fastest answer) and `High`/`Auto` the full anyres set; on
+/// fixed-resolution models all three are the same.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ImageDetail {
+    /// The model's normal processing.
+    #[default]
+    Auto,
+    /// Base image only.
+    Low,
+    /// Full resolution (all tiles).
+    High,
+}
+
 /// A prompt ready for the model: token ids with image placeholders expanded, and the
 /// preprocessed images.
 #[derive(Debug, Clone)]
@@ -139,10 +153,12 @@ impl VisionLanguageModel {
         self.tokens_per_image
     }
 
-    /// Image tokens an image of `height × width` expands to, as the HF processor counts them.
-    pub fn image_tokens_for(&self, height: u32, width: u32) -> Result<usize> {
+    /// Image tokens an image of `height × width` expands to, as the HF processor counts them
+    /// (for `Low` detail on LLaVA-NeXT: the base image and one newline).
+    pub fn image_tokens_for(&self, height: u32, width: u32, detail: ImageDetail) -> Result<usize> {
         match self.config.architecture {
             Architecture::Llava => Ok(self.tokens_per_image),
+            Architecture::LlavaNext if detail == ImageDetail::Low => Ok(self.tokens_per_image + 1),
             Architecture::LlavaNext => {
                 let v = &self.config.vision;
                 let class = u32::from(v.kind == VisionKind::Clip);
@@ -173,6 +189,15 @@ impl VisionLanguageModel {
     /// Preprocesses decoded RGB images: one tile each for plain LLaVA, the base image and the
     /// anyres grid for LLaVA-NeXT.
     pub fn preprocess_images(&self, images: &[::image::RgbImage]) -> Result<Option<ImageBatch>> {
+        self.preprocess_images_with_detail(images, &[])
+    }
+
+    /// [`Self::preprocess_images`] with a detail level per image (missing entries: `Auto`).
+    pub fn preprocess_images_with_detail(
+        &self,
+        images: &[::image::RgbImage],
+        details: &[ImageDetail],
+    ) -> Result<Option<ImageBatch>> {
         if images.is_empty() {
             return Ok(None);
         }
@@ -180,7 +205,8 @@ impl VisionLanguageModel {
         let mut planes = Vec::with_capacity(images.len());
         let mut tiles_per_image = Vec::with_capacity(images.len());
         let mut image_sizes = Vec::with_capacity(images.len());
-        for img in images {
+        for (i, img) in images.iter().enumerate() {
+            let detail = details.get(i).copied().unwrap_or_default();
             let tiles = match self.config.architecture {
                 Architecture::Llava => vec![img.clone()],
                 Architecture::LlavaNext => {
@@ -193,8 +219,13 @@ impl VisionLanguageModel {
                         ResizeSize::ShortestEdge(s) => (s, s),
                         ResizeSize::Exact { height, width } => (height, width),
                     };
-                    anyres_tiles(img, &self.config.image_grid_pinpoints, base, tile, filter)
-                        .ok_or_else(|| Error::InvalidInput("no grid pinpoints".into()))?
+                    let mut tiles =
+                        anyres_tiles(img, &self.config.image_grid_pinpoints, base, tile, filter)
+                            .ok_or_else(|| Error::InvalidInput("no grid pinpoints".into()))?;
+                    if detail == ImageDetail::Low {
+                        tiles.truncate(1);
+                    }
+                    tiles
                 }
             };
             tiles_per_image.push(tiles.len());
@@ -255,6 +286,16 @@ impl VisionLanguageModel {
         messages: &[ChatMessage],
         images: &[::image::RgbImage],
     ) -> Result<PreparedPrompt> {
+        self.prepare_with_detail(messages, images, &[])
+    }
+
+    /// [`Self::prepare`] with a detail level per image (missing entries: `Auto`).
+    pub fn prepare_with_detail(
+        &self,
+        messages: &[ChatMessage],
+        images: &[::image::RgbImage],
+        details: &[ImageDetail],
+    ) -> Result<PreparedPrompt> {
         let expected = count_images(messages);
         if expected != images.len() {
             return Err(Error::InvalidInput(format!(
@@ -275,18 +316,19 @@ impl VisionLanguageModel {
         // Expand each placeholder, in order, into that image's number of tokens.
         let mut expanded = String::with_capacity(prompt.len());
         let mut rest = prompt.as_str();
-        for img in images {
+        for (i, img) in images.iter().enumerate() {
             let Some(at) = rest.find(self.image_token.as_str()) else {
                 break;
             };
             expanded.push_str(&rest[..at]);
-            let n = self.image_tokens_for(img.height(), img.width())?;
+            let detail = details.get(i).copied().unwrap_or_default();
+            let n = self.image_tokens_for(img.height(), img.width(), detail)?;
             expanded.push_str(&self.image_token.repeat(n));
             rest = &rest[at + self.image_token.len()..];
         }
         expanded.push_str(rest);
         let input_ids = self.tokenizer.encode(&expanded)?;
-        let images = self.preprocess_images(images)?;
+        let images = self.preprocess_images_with_detail(images, details)?;
         Ok(PreparedPrompt {
             prompt,
             input_ids,

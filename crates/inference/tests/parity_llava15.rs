@@ -86,3 +86,17 @@ fn kv_cache_decode_matches_full_forward() {
     assert!(max_abs_diff(&step, &last) <= parity::LOGIT_TOL);
     assert!(Device::Cpu.same_device(m.model().device()));
 }
+
+#[test]
+fn detail_does_not_change_fixed_resolution_models() {
+    use vlm_inference::ImageDetail;
+    let m = model();
+    let case = &cases()[0];
+    let images = parity::decode_files(case);
+    for detail in [ImageDetail::Low, ImageDetail::High, ImageDetail::Auto] {
+        let p = m
+            .prepare_with_detail(&case.messages, &images, &[detail])
+            .expect("prepare");
+        assert_eq!(p.input_ids, case.input_ids, "{detail:?}");
+    }
+}

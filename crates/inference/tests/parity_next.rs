@@ -10,7 +10,7 @@ use std::sync::OnceLock;
 use common::parity;
 use common::{load_cases, GoldenCase};
 use vlm_inference::config::{Architecture, TextKind, VisionKind};
-use vlm_inference::VisionLanguageModel;
+use vlm_inference::{ImageDetail, VisionLanguageModel};
 
 const MODEL: &str = "llava-next-mistral-tiny";
 
@@ -39,7 +39,7 @@ fn config_selects_next_clip_and_mistral() {
         let ours: usize = case
             .image_sizes
             .iter()
-            .map(|&(h, w)| model().image_tokens_for(h, w).unwrap())
+            .map(|&(h, w)| model().image_tokens_for(h, w, ImageDetail::Auto).unwrap())
             .sum();
         assert_eq!(ours, expected, "{}", case.name);
     }
@@ -63,4 +63,29 @@ fn prompt_logits_match_given_golden_pixels() {
 #[test]
 fn greedy_tokens_match_end_to_end() {
     parity::greedy(model(), cases());
+}
+
+#[test]
+fn detail_low_encodes_only_the_base_image() {
+    let m = model();
+    let case = &cases()[0];
+    let images = parity::decode_files(case);
+    let image_token = m.config().image_token_id;
+    let count = |details: &[ImageDetail]| {
+        let p = m
+            .prepare_with_detail(&case.messages, &images, details)
+            .expect("prepare");
+        let tokens = p.input_ids.iter().filter(|&&t| t == image_token).count();
+        let tiles = p.images.expect("images").tiles_per_image;
+        (tokens, tiles)
+    };
+    // 50×50 on the 56×56 grid: base 4 + 4×4 unpadded + 4 newlines; low: base 4 + 1 newline.
+    assert_eq!(count(&[ImageDetail::Auto]), (24, vec![5]));
+    assert_eq!(count(&[ImageDetail::High]), (24, vec![5]));
+    assert_eq!(count(&[ImageDetail::Low]), (5, vec![1]));
+    // The low-detail prompt runs end to end (features and placeholders agree).
+    let p = m
+        .prepare_with_detail(&case.messages, &images, &[ImageDetail::Low])
+        .expect("prepare");
+    assert_eq!(m.generate_greedy(&p, 4, true).expect("generate").len(), 4);
 }

@@ -669,3 +669,18 @@ async fn f16_serves_on_cpu() {
     assert_eq!(st, 200, "{v}");
     assert_eq!(v["usage"]["completion_tokens"], 4);
 }
+
+#[tokio::test]
+async fn detail_is_the_same_on_a_fixed_resolution_model() {
+    let s = start(&[]).await;
+    let img = data_url(&golden_image("square_50.png"));
+    let mut counts = Vec::new();
+    for detail in ["low", "high", "auto"] {
+        let mut body = one_image_request(&img, 1);
+        body["messages"][0]["content"][0]["image_url"]["detail"] = json!(detail);
+        let (st, v) = post(&s, &body).await;
+        assert_eq!(st, 200, "{v}");
+        counts.push(v["usage"]["prompt_tokens"].clone());
+    }
+    assert!(counts.windows(2).all(|w| w[0] == w[1]), "{counts:?}");
+}

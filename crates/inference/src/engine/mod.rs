@@ -16,7 +16,7 @@ pub use detokenizer::Detokenizer;
 use crate::image::RgbImage;
 use crate::messages::ChatMessage;
 use crate::sampling::SamplingParams;
-use crate::vlm::VisionLanguageModel;
+use crate::vlm::{ImageDetail, VisionLanguageModel};
 
 /// A request the engine can run: already validated by the caller.
 #[derive(Debug, Clone)]
@@ -25,6 +25,8 @@ pub struct GenerationRequest {
     pub messages: Vec<ChatMessage>,
     /// Decoded images, in order of appearance in `messages`.
     pub images: Vec<RgbImage>,
+    /// `image_url.detail` of each image (missing entries: auto).
+    pub image_details: Vec<ImageDetail>,
     /// Upper bound on generated tokens per choice; `None`: until EOS or the context ends.
     pub max_new_tokens: Option<usize>,
     /// Number of choices generated from one prefill.

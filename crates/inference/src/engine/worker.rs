@@ -58,7 +58,7 @@ fn generate(
     emit: &dyn Fn(GenerationEvent) -> bool,
 ) -> Result<(), EngineError> {
     let prepared = model
-        .prepare(&req.messages, &req.images)
+        .prepare_with_detail(&req.messages, &req.images, &req.image_details)
         .map_err(classify)?;
     let prompt_tokens = prepared.input_ids.len();
     let max_context = model.context_length();

@@ -5,6 +5,7 @@
 use serde_json::Value;
 use vlm_inference::messages::{ChatMessage, ContentPart, MessageContent, Role, ToolCall};
 use vlm_inference::sampling::SamplingParams;
+use vlm_inference::ImageDetail;
 
 use super::request::{ChatCompletionRequest, RequestMessage};
 use crate::error::ApiError;
@@ -15,7 +16,7 @@ pub struct ImageRef {
     /// `image_url.url`.
     pub url: String,
     /// `image_url.detail` (`auto` when absent).
-    pub detail: String,
+    pub detail: ImageDetail,
     /// Where it sits, e.g. `messages[0].content[1]`.
     pub param: String,
 }
@@ -417,8 +418,10 @@ fn user_content(
                     }
                 };
                 let detail = match detail {
-                    None | Some(Value::Null) => "auto".to_string(),
-                    Some(Value::String(d)) if matches!(d.as_str(), "auto" | "low" | "high") => d,
+                    None | Some(Value::Null) => ImageDetail::Auto,
+                    Some(Value::String(d)) if d == "auto" => ImageDetail::Auto,
+                    Some(Value::String(d)) if d == "low" => ImageDetail::Low,
+                    Some(Value::String(d)) if d == "high" => ImageDetail::High,
                     Some(other) => {
                         return Err(ApiError::invalid(
                             format!("{here}.image_url.detail"),

@@ -51,6 +51,7 @@ pub async fn chat_completions(
     let images = load_images(&state, &chat.images).await?;
     let request = GenerationRequest {
         messages: chat.messages.clone(),
+        image_details: chat.images.iter().map(|r| r.detail).collect(),
         images,
         max_new_tokens: chat.max_new_tokens,
         n: chat.n,

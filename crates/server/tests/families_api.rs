@@ -1,17 +1,26 @@
-//! The server with the SigLIP + Qwen2 (ChatML) reference model: template, image tokens and the
-//! golden greedy answer over HTTP, so the second family is served, not just computed.
+//! The server with the other reference families: SigLIP + Qwen2 (ChatML) — template, image
+//! tokens and the golden greedy answer over HTTP — and LLaVA-NeXT, where `image_url.detail`
+//! changes how many image tokens an image costs.
 
 use serde_json::{json, Value};
 use vlm_server::{Args, RunningServer};
 
-fn model_dir() -> std::path::PathBuf {
+fn reference(name: &str) -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../models/reference/llava-interleave-qwen2-tiny")
+        .join("../../models/reference")
+        .join(name)
+}
+
+fn model_dir() -> std::path::PathBuf {
+    reference("llava-interleave-qwen2-tiny")
 }
 
 async fn start() -> RunningServer {
+    start_with(model_dir()).await
+}
+
+async fn start_with(dir: std::path::PathBuf) -> RunningServer {
     use clap::Parser;
-    let dir = model_dir();
     let args = Args::try_parse_from([
         "vlm-server",
         "--model",
@@ -75,4 +84,36 @@ async fn multi_turn_with_an_earlier_image_matches_the_golden() {
         tok.decode(&ids, true).unwrap().as_str()
     );
     assert_eq!(v["choices"][0]["finish_reason"], "length");
+}
+
+#[tokio::test]
+async fn detail_low_costs_fewer_tokens_on_a_tiling_model() {
+    use base64::Engine as _;
+    let dir = reference("llava-next-mistral-tiny");
+    let png = std::fs::read(dir.join("goldens/images/square_50.png")).unwrap();
+    let url = format!(
+        "data:image/png;base64,{}",
+        base64::engine::general_purpose::STANDARD.encode(png)
+    );
+    let s = start_with(dir).await;
+    let mut prompt_tokens = Vec::new();
+    for detail in ["low", "high", "auto"] {
+        let body = json!({"model": "qwen", "max_tokens": 2, "messages": [{"role": "user", "content": [
+            {"type": "image_url", "image_url": {"url": url, "detail": detail}},
+            {"type": "text", "text": "What is shown in this image?"}
+        ]}]});
+        let v: Value = reqwest::Client::new()
+            .post(format!("http://{}/v1/chat/completions", s.addr))
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        prompt_tokens.push(v["usage"]["prompt_tokens"].as_u64().unwrap());
+    }
+    // 50×50 on the 56×56 grid: 24 image tokens at high/auto, 5 (base + newline) at low.
+    assert_eq!(prompt_tokens[1], prompt_tokens[2]);
+    assert_eq!(prompt_tokens[1] - prompt_tokens[0], 24 - 5);
 }
