@@ -2,7 +2,9 @@
 
 CARGO ?= cargo
 PYTHON ?= python3
-MODEL ?= models/reference/llava-1.5-tiny
+# Default: the small real OneVision checkpoint, fetched through hf-hub on first run (~1.8 GB).
+# Offline: make run MODEL=models/reference/llava-1.5-tiny (or any local HF-layout directory).
+MODEL ?= llava-hf/llava-onevision-qwen2-0.5b-ov-hf
 HOST ?= 127.0.0.1
 PORT ?= 8000
 REF_VENV ?= .venv-ref

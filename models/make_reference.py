@@ -40,6 +40,11 @@ from transformers import (
     LlavaNextForConditionalGeneration,
     LlavaNextImageProcessorPil as LlavaNextImageProcessor,
     LlavaNextProcessor,
+    LlavaOnevisionConfig,
+    LlavaOnevisionForConditionalGeneration,
+    LlavaOnevisionImageProcessorPil as LlavaOnevisionImageProcessor,
+    LlavaOnevisionProcessor,
+    LlavaOnevisionVideoProcessor,
     MistralConfig,
     Qwen2Config,
     SiglipImageProcessorPil as SiglipImageProcessor,
@@ -165,6 +170,7 @@ IMAGES = {
     "tall_36x70.png": (36, 70, "RGB", 3),
     "gray_20x24.png": (20, 24, "L", 4),
     "rgba_33x47.png": (33, 47, "RGBA", 5),
+    "large_100x100.png": (100, 100, "RGB", 6),
 }
 
 
@@ -547,6 +553,93 @@ def build_next_mistral(out_dir: Path, seeds: range) -> None:
     )
 
 
+OV_PINPOINTS = [[28, 28], [28, 56], [56, 28], [56, 56], [84, 84], [112, 112]]
+
+
+def build_onevision(out_dir: Path, seeds: range) -> None:
+    """LLaVA-OneVision layout: SigLIP (last layer, "full"), Qwen2 tied, anyres_max_9 — a 100×100
+    image lands on the 112×112 grid (4×4 tiles, 8×8 features > 9 tiles' worth), so the bilinear
+    downscale of the feature map runs."""
+    raw_tok = build_tokenizer(QWEN_SPECIALS, bos=None)
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=raw_tok,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        model_max_length=512,
+        extra_special_tokens={"image_token": "<image>"},
+    )
+    image_processor = LlavaOnevisionImageProcessor(
+        do_resize=True,
+        size={"height": 28, "width": 28},
+        resample=3,
+        do_rescale=True,
+        rescale_factor=1 / 255,
+        do_normalize=True,
+        image_mean=[0.5, 0.5, 0.5],
+        image_std=[0.5, 0.5, 0.5],
+        do_convert_rgb=True,
+        do_pad=True,
+        image_grid_pinpoints=OV_PINPOINTS,
+    )
+    processor = LlavaOnevisionProcessor(
+        image_processor=image_processor,
+        tokenizer=tokenizer,
+        video_processor=LlavaOnevisionVideoProcessor(),
+        num_image_tokens=4,
+        vision_feature_select_strategy="full",
+        chat_template=QWEN_VL_TEMPLATE,
+        image_token="<image>",
+        vision_aspect_ratio="anyres_max_9",
+    )
+    vision = SiglipVisionConfig(
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=3,
+        num_attention_heads=4,
+        image_size=28,
+        patch_size=14,
+        hidden_act="gelu_pytorch_tanh",
+        layer_norm_eps=1e-6,
+        vision_use_head=False,
+    )
+    text = Qwen2Config(
+        vocab_size=raw_tok.get_vocab_size(),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        rms_norm_eps=1e-6,
+        rope_theta=1000000.0,
+        initializer_range=0.1,
+        tie_word_embeddings=True,
+        use_sliding_window=False,
+        bos_token_id=None,
+        eos_token_id=raw_tok.token_to_id("<|im_end|>"),
+        pad_token_id=raw_tok.token_to_id("<|endoftext|>"),
+    )
+    cfg = LlavaOnevisionConfig(
+        vision_config=vision,
+        text_config=text,
+        image_token_index=raw_tok.token_to_id("<image>"),
+        projector_hidden_act="gelu",
+        vision_feature_layer=-1,
+        vision_feature_select_strategy="full",
+        vision_aspect_ratio="anyres_max_9",
+        image_grid_pinpoints=OV_PINPOINTS,
+        tie_word_embeddings=True,
+    )
+    cases = dict(FAMILY_CASES)
+    cases["large_downscaled"] = [
+        {"role": "user", "content": [image_part("large_100x100.png"), text_part("Describe the colors.")]},
+    ]
+    special_ids = {raw_tok.token_to_id(t) for t in QWEN_SPECIALS}
+    build_llava(
+        out_dir, seeds, processor, cfg, cases, special_ids, LlavaOnevisionForConditionalGeneration
+    )
+
+
 def build_llava(
     out_dir: Path,
     seeds: range,
@@ -661,6 +754,7 @@ BUILDERS = {
     "llava-1.5-tiny": build_llava15,
     "llava-interleave-qwen2-tiny": build_interleave,
     "llava-next-mistral-tiny": build_next_mistral,
+    "llava-onevision-qwen2-tiny": build_onevision,
 }
 
 

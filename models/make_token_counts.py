@@ -9,7 +9,14 @@ writes models/reference/token_counts_llava_next.json.
 import json
 from pathlib import Path
 
-from transformers import LlavaNextImageProcessorPil, LlavaNextProcessor, PreTrainedTokenizerFast
+from transformers import (
+    LlavaNextImageProcessorPil,
+    LlavaNextProcessor,
+    LlavaOnevisionImageProcessorPil,
+    LlavaOnevisionProcessor,
+    LlavaOnevisionVideoProcessor,
+    PreTrainedTokenizerFast,
+)
 from tokenizers import Tokenizer, models
 
 PINPOINTS = [[336, 672], [672, 336], [672, 672], [1008, 336], [336, 1008]]
@@ -50,6 +57,34 @@ def main() -> None:
     path = Path(__file__).resolve().parent / "reference" / "token_counts_llava_next.json"
     path.write_text(json.dumps(out, indent=1) + "\n")
     print(f"wrote {len(rows)} counts to {path}")
+
+    # LLaVA-OneVision (llava-onevision-qwen2-0.5b-ov-hf settings): SigLIP 384 px, 14-px patches,
+    # 729 base tokens, anyres_max_9 over the processor's default 36 pinpoints.
+    ov_ip = LlavaOnevisionImageProcessorPil(size={"height": 384, "width": 384})
+    ov = LlavaOnevisionProcessor(
+        image_processor=ov_ip,
+        tokenizer=tokenizer,
+        video_processor=LlavaOnevisionVideoProcessor(),
+        num_image_tokens=729,
+        vision_feature_select_strategy="full",
+        image_token="<image>",
+        vision_aspect_ratio="anyres_max_9",
+    )
+    ov_rows = [
+        {"height": h, "width": w, "tokens": ov._get_number_of_features(h, w, 384, 384)}
+        for h, w in sizes
+    ]
+    ov_out = {
+        "what": "LlavaOnevisionProcessor image tokens per image (single-image prompts)",
+        "image_grid_pinpoints": ov_ip.image_grid_pinpoints,
+        "tile": 384,
+        "patch_size": 14,
+        "anyres_max": 9,
+        "counts": ov_rows,
+    }
+    path = Path(__file__).resolve().parent / "reference" / "token_counts_llava_onevision.json"
+    path.write_text(json.dumps(ov_out, indent=1) + "\n")
+    print(f"wrote {len(ov_rows)} counts to {path}")
 
 
 if __name__ == "__main__":

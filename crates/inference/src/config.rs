@@ -20,6 +20,9 @@ pub enum Architecture {
     /// `LlavaNextForConditionalGeneration`: anyres tiles + base image, unpadded, with
     /// `image_newline` after each feature row.
     LlavaNext,
+    /// `LlavaOnevisionForConditionalGeneration`: LLaVA-NeXT tiling with `anyres_max_N`, which
+    /// downscales large feature grids bilinearly.
+    LlavaOnevision,
 }
 
 /// Which vision tower encodes images (`vision_config.model_type`).
@@ -166,6 +169,8 @@ pub struct ModelConfig {
     pub select_strategy: SelectStrategy,
     /// LLaVA-NeXT grid resolutions `(height, width)` (empty for plain LLaVA).
     pub image_grid_pinpoints: Vec<(u32, u32)>,
+    /// OneVision's `anyres_max_N`: the most tiles' worth of features kept per image.
+    pub anyres_max_tiles: Option<u32>,
 }
 
 impl ModelConfig {
@@ -197,6 +202,9 @@ impl ModelConfig {
         let architecture = match arch_name {
             "LlavaForConditionalGeneration" | "llava" => Architecture::Llava,
             "LlavaNextForConditionalGeneration" | "llava_next" => Architecture::LlavaNext,
+            "LlavaOnevisionForConditionalGeneration" | "llava_onevision" => {
+                Architecture::LlavaOnevision
+            }
             other => {
                 return Err(Error::Unsupported {
                     what: "architecture",
@@ -236,7 +244,23 @@ impl ModelConfig {
             }
         };
         let image_grid_pinpoints = raw.image_grid_pinpoints.clone();
-        if architecture == Architecture::LlavaNext {
+        let anyres_max_tiles = match architecture {
+            Architecture::LlavaOnevision => {
+                let ratio = raw.vision_aspect_ratio.as_deref().unwrap_or("anyres_max_9");
+                let n = ratio
+                    .strip_prefix("anyres_max_")
+                    .and_then(|n| n.parse::<u32>().ok())
+                    .filter(|&n| n > 0)
+                    .ok_or_else(|| {
+                        p.err(&format!(
+                            "unsupported `vision_aspect_ratio` {ratio:?} (expected anyres_max_N)"
+                        ))
+                    })?;
+                Some(n)
+            }
+            _ => None,
+        };
+        if architecture != Architecture::Llava {
             let tile = vision.image_size as u32;
             if image_grid_pinpoints.is_empty() {
                 return Err(p.err("LLaVA-NeXT needs `image_grid_pinpoints`"));
@@ -271,6 +295,7 @@ impl ModelConfig {
             vision_feature_layers,
             select_strategy,
             image_grid_pinpoints,
+            anyres_max_tiles,
         })
     }
 }
@@ -333,6 +358,7 @@ struct RawLlava {
     tie_word_embeddings: Option<bool>,
     #[serde(default)]
     image_grid_pinpoints: Vec<(u32, u32)>,
+    vision_aspect_ratio: Option<String>,
 }
 
 #[derive(Deserialize)]

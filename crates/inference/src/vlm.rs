@@ -8,7 +8,7 @@ use candle_core::{DType, Device, Tensor};
 use crate::chat_template::{ChatTemplate, RenderOptions};
 use crate::config::{Architecture, ModelConfig, SelectStrategy, VisionKind};
 use crate::error::{Error, Result};
-use crate::image::anyres::{anyres_tiles, grid_shape, next_image_tokens};
+use crate::image::anyres::{anyres_tiles, grid_shape, next_image_tokens, onevision_image_tokens};
 use crate::image::ImageProcessorConfig;
 use crate::image::{ResampleFilter, ResizeSize, PIL_BILINEAR};
 use crate::messages::{count_images, ChatMessage};
@@ -158,7 +158,24 @@ impl VisionLanguageModel {
     pub fn image_tokens_for(&self, height: u32, width: u32, detail: ImageDetail) -> Result<usize> {
         match self.config.architecture {
             Architecture::Llava => Ok(self.tokens_per_image),
-            Architecture::LlavaNext if detail == ImageDetail::Low => Ok(self.tokens_per_image + 1),
+            Architecture::LlavaNext | Architecture::LlavaOnevision
+                if detail == ImageDetail::Low =>
+            {
+                Ok(self.tokens_per_image + 1)
+            }
+            Architecture::LlavaOnevision => {
+                let v = &self.config.vision;
+                let drop = usize::from(self.config.select_strategy == SelectStrategy::Default);
+                onevision_image_tokens(
+                    (height, width),
+                    &self.config.image_grid_pinpoints,
+                    v.image_size as u32,
+                    v.patch_size as u32,
+                    self.config.anyres_max_tiles.unwrap_or(9),
+                )
+                .map(|n| n - drop)
+                .ok_or_else(|| Error::InvalidInput("no grid pinpoints".into()))
+            }
             Architecture::LlavaNext => {
                 let v = &self.config.vision;
                 let class = u32::from(v.kind == VisionKind::Clip);
@@ -209,7 +226,7 @@ impl VisionLanguageModel {
             let detail = details.get(i).copied().unwrap_or_default();
             let tiles = match self.config.architecture {
                 Architecture::Llava => vec![img.clone()],
-                Architecture::LlavaNext => {
+                Architecture::LlavaNext | Architecture::LlavaOnevision => {
                     let tile = self.config.vision.image_size as u32;
                     let filter = match ip.resample {
                         PIL_BILINEAR => ResampleFilter::Bilinear,

@@ -113,6 +113,37 @@ pub fn unpadded_shape(orig_hw: (u32, u32), cur_h: u32, cur_w: u32) -> (u32, u32)
     }
 }
 
+/// OneVision's `anyres_max_N` rule: the feature grid `(rows, cols)` after the bilinear
+/// downscale applied when it holds more than ~N tiles' worth (`ratio > 1.1`).
+pub fn onevision_downscaled(rows: u32, cols: u32, per_side: u32, max_tiles: u32) -> (u32, u32) {
+    let ratio = (f64::from(rows * cols) / f64::from(max_tiles * per_side * per_side)).sqrt();
+    if ratio > 1.1 {
+        (
+            (f64::from(rows) / ratio).floor() as u32,
+            (f64::from(cols) / ratio).floor() as u32,
+        )
+    } else {
+        (rows, cols)
+    }
+}
+
+/// Image tokens of one LLaVA-OneVision image (`LlavaOnevisionProcessor._get_number_of_features`,
+/// single-image case): base grid + unpadded (and possibly downscaled) grid + newlines.
+pub fn onevision_image_tokens(
+    orig_hw: (u32, u32),
+    pinpoints: &[(u32, u32)],
+    tile: u32,
+    patch: u32,
+    max_tiles: u32,
+) -> Option<usize> {
+    let (best_h, best_w) = select_best_resolution(orig_hw, pinpoints)?;
+    let (scale_h, scale_w) = (best_h / tile, best_w / tile);
+    let per_side = tile / patch;
+    let (rows, cols) = unpadded_shape(orig_hw, per_side * scale_h, per_side * scale_w);
+    let (rows, cols) = onevision_downscaled(rows, cols, per_side, max_tiles);
+    Some((rows * cols + rows + per_side * per_side) as usize)
+}
+
 /// Image tokens of one LLaVA-NeXT image (`LlavaNextProcessor._get_number_of_features`):
 /// base grid (+ class tokens kept) + unpadded tiles grid + one newline per row.
 /// `tile` is the tower's input size, `patch` its patch size.

@@ -333,14 +333,16 @@ impl ImageProcessorConfig {
     /// `processor_config.json`.
     ///
     /// Missing fields take the defaults of the processor class named by
-    /// `image_processor_type`: CLIP's, except that SigLIP's processor has no center crop.
+    /// `image_processor_type`: CLIP's, except that SigLIP's and LLaVA-OneVision's processors
+    /// have no center crop.
     pub fn from_json_value(value: &Value) -> Result<Self, serde_json::Error> {
         let mut config = Self::deserialize(value)?;
         let kind = value
             .get("image_processor_type")
             .and_then(Value::as_str)
             .unwrap_or_default();
-        if kind.starts_with("Siglip") && value.get("do_center_crop").is_none() {
+        let crops_by_default = !(kind.starts_with("Siglip") || kind.starts_with("LlavaOnevision"));
+        if !crops_by_default && value.get("do_center_crop").is_none() {
             config.do_center_crop = false;
         }
         Ok(config)

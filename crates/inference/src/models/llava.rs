@@ -6,7 +6,7 @@ use candle_core::{DType, Device, Module, Result, Tensor};
 use candle_nn::VarBuilder;
 
 use crate::config::{Architecture, ModelConfig, SelectStrategy};
-use crate::image::anyres::{grid_shape, unpadded_shape};
+use crate::image::anyres::{grid_shape, onevision_downscaled, unpadded_shape};
 use crate::models::decoder::Decoder;
 use crate::models::projector::MultiModalProjector;
 use crate::models::vit::{concat_features, VisionTransformer};
@@ -31,6 +31,8 @@ struct Anyres {
     tile: u32,
     per_side: usize,
     image_newline: Tensor,
+    /// OneVision's `anyres_max_N`.
+    max_tiles: Option<u32>,
 }
 
 /// A loaded LLaVA or LLaVA-NeXT model.
@@ -68,11 +70,12 @@ impl Llava {
         let vision_dim = cfg.vision.hidden_size * feature_layers.len();
         let anyres = match cfg.architecture {
             Architecture::Llava => None,
-            Architecture::LlavaNext => Some(Anyres {
+            Architecture::LlavaNext | Architecture::LlavaOnevision => Some(Anyres {
                 pinpoints: cfg.image_grid_pinpoints.clone(),
                 tile: cfg.vision.image_size as u32,
                 per_side: cfg.vision.patches_per_side(),
                 image_newline: m.get(cfg.text.hidden_size, "image_newline")?,
+                max_tiles: cfg.anyres_max_tiles,
             }),
         };
         Ok(Self {
@@ -219,11 +222,19 @@ impl Llava {
         let (cur_h, cur_w) = (rows * s, cols * s);
         let (keep_h, keep_w) = unpadded_shape(size, cur_h as u32, cur_w as u32);
         let (keep_h, keep_w) = (keep_h as usize, keep_w as usize);
-        let grid = grid.narrow(1, (cur_h - keep_h) / 2, keep_h)?.narrow(
+        let mut grid = grid.narrow(1, (cur_h - keep_h) / 2, keep_h)?.narrow(
             2,
             (cur_w - keep_w) / 2,
             keep_w,
         )?;
+        let (mut keep_h, mut keep_w) = (keep_h, keep_w);
+        if let Some(max) = a.max_tiles {
+            let (h, w) = onevision_downscaled(keep_h as u32, keep_w as u32, s as u32, max);
+            if (h as usize, w as usize) != (keep_h, keep_w) {
+                grid = bilinear_resize(&grid.contiguous()?, h as usize, w as usize)?;
+                (keep_h, keep_w) = (h as usize, w as usize);
+            }
+        }
         let newline_col = newline
             .reshape((channels, 1, 1))?
             .expand((channels, keep_h, 1))?;
@@ -259,4 +270,38 @@ impl Llava {
             .flatten_all()?
             .to_dtype(DType::F32)
     }
+}
+
+/// `F.interpolate(x[None], (out_h, out_w), mode="bilinear", align_corners=False)[0]` for a
+/// `(C, H, W)` tensor, computed in f32 as torch's CPU kernel does.
+pub fn bilinear_resize(x: &Tensor, out_h: usize, out_w: usize) -> Result<Tensor> {
+    let dtype = x.dtype();
+    let (c, h, w) = x.dims3()?;
+    let data = x.to_dtype(DType::F32)?.to_vec3::<f32>()?;
+    // Source coordinate, lower index, upper-index step and weight of the upper index.
+    let axis = |out: usize, input: usize| -> Vec<(usize, usize, f32)> {
+        let scale = input as f32 / out as f32;
+        (0..out)
+            .map(|o| {
+                let src = (scale * (o as f32 + 0.5) - 0.5).max(0.0);
+                let i0 = (src as usize).min(input - 1);
+                let step = usize::from(i0 < input - 1);
+                (i0, step, src - i0 as f32)
+            })
+            .collect()
+    };
+    let ys = axis(out_h, h);
+    let xs = axis(out_w, w);
+    let mut out = Vec::with_capacity(c * out_h * out_w);
+    for plane in &data {
+        for &(y0, dy, ly) in &ys {
+            for &(x0, dx, lx) in &xs {
+                let (r0, r1) = (&plane[y0], &plane[y0 + dy]);
+                let top = (1.0 - lx) * r0[x0] + lx * r0[x0 + dx];
+                let bottom = (1.0 - lx) * r1[x0] + lx * r1[x0 + dx];
+                out.push((1.0 - ly) * top + ly * bottom);
+            }
+        }
+    }
+    Tensor::from_vec(out, (c, out_h, out_w), x.device())?.to_dtype(dtype)
 }
