@@ -553,6 +553,85 @@ def build_next_mistral(out_dir: Path, seeds: range) -> None:
     )
 
 
+def build_next_qwen(out_dir: Path, seeds: range) -> None:
+    """LLaVA-NeXT with a SigLIP tower ("full", last layer) and a tied Qwen2 text model."""
+    raw_tok = build_tokenizer(QWEN_SPECIALS, bos=None)
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=raw_tok,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        model_max_length=512,
+        extra_special_tokens={"image_token": "<image>"},
+    )
+    image_processor = LlavaNextImageProcessor(
+        do_resize=True,
+        size={"height": 28, "width": 28},
+        resample=3,
+        do_center_crop=False,
+        crop_size={"height": 28, "width": 28},  # the tile size, even without a crop
+        do_rescale=True,
+        rescale_factor=1 / 255,
+        do_normalize=True,
+        image_mean=[0.5, 0.5, 0.5],
+        image_std=[0.5, 0.5, 0.5],
+        do_convert_rgb=True,
+        do_pad=True,
+        image_grid_pinpoints=GRID_PINPOINTS,
+    )
+    processor = LlavaNextProcessor(
+        image_processor=image_processor,
+        tokenizer=tokenizer,
+        patch_size=14,
+        vision_feature_select_strategy="full",
+        chat_template=QWEN_VL_TEMPLATE,
+        num_additional_image_tokens=0,
+        image_token="<image>",
+    )
+    vision = SiglipVisionConfig(
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=3,
+        num_attention_heads=4,
+        image_size=28,
+        patch_size=14,
+        hidden_act="gelu_pytorch_tanh",
+        layer_norm_eps=1e-6,
+        vision_use_head=False,
+    )
+    text = Qwen2Config(
+        vocab_size=raw_tok.get_vocab_size(),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        rms_norm_eps=1e-6,
+        rope_theta=1000000.0,
+        initializer_range=0.1,
+        tie_word_embeddings=True,
+        use_sliding_window=False,
+        bos_token_id=None,
+        eos_token_id=raw_tok.token_to_id("<|im_end|>"),
+        pad_token_id=raw_tok.token_to_id("<|endoftext|>"),
+    )
+    cfg = LlavaNextConfig(
+        vision_config=vision,
+        text_config=text,
+        image_token_index=raw_tok.token_to_id("<image>"),
+        projector_hidden_act="gelu",
+        vision_feature_layer=-1,
+        vision_feature_select_strategy="full",
+        image_grid_pinpoints=GRID_PINPOINTS,
+        tie_word_embeddings=True,
+        image_seq_length=4,
+    )
+    special_ids = {raw_tok.token_to_id(t) for t in QWEN_SPECIALS}
+    build_llava(
+        out_dir, seeds, processor, cfg, FAMILY_CASES, special_ids, LlavaNextForConditionalGeneration
+    )
+
+
 OV_PINPOINTS = [[28, 28], [28, 56], [56, 28], [56, 56], [84, 84], [112, 112]]
 
 
@@ -754,6 +833,7 @@ BUILDERS = {
     "llava-1.5-tiny": build_llava15,
     "llava-interleave-qwen2-tiny": build_interleave,
     "llava-next-mistral-tiny": build_next_mistral,
+    "llava-next-qwen2-tiny": build_next_qwen,
     "llava-onevision-qwen2-tiny": build_onevision,
 }
 
