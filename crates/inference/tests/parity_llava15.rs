@@ -6,25 +6,13 @@
 //! processor's, the prompt logits given the golden pixels are within 1e-4 (f32), and greedy
 //! decoding reproduces the 16 golden tokens.
 
+#[macro_use]
 mod common;
 
-use std::sync::OnceLock;
-
 use candle_core::Device;
-use common::{load_cases, max_abs_diff, parity, GoldenCase};
-use vlm_inference::VisionLanguageModel;
+use common::{max_abs_diff, parity};
 
-const MODEL: &str = "llava-1.5-tiny";
-
-fn model() -> &'static VisionLanguageModel {
-    static M: OnceLock<VisionLanguageModel> = OnceLock::new();
-    M.get_or_init(|| parity::load(MODEL))
-}
-
-fn cases() -> &'static [GoldenCase] {
-    static C: OnceLock<Vec<GoldenCase>> = OnceLock::new();
-    C.get_or_init(|| load_cases(MODEL))
-}
+parity_suite!("llava-1.5-tiny");
 
 #[test]
 fn cases_cover_the_required_inputs() {
@@ -42,26 +30,6 @@ fn cases_cover_the_required_inputs() {
             "missing case {required}: {names:?}"
         );
     }
-}
-
-#[test]
-fn chat_template_and_input_ids_match() {
-    parity::template_and_ids(model(), cases());
-}
-
-#[test]
-fn pixel_values_match_the_hf_processor() {
-    parity::pixels(model(), cases());
-}
-
-#[test]
-fn prompt_logits_match_given_golden_pixels() {
-    parity::logits(model(), cases());
-}
-
-#[test]
-fn greedy_tokens_match_end_to_end() {
-    parity::greedy(model(), cases());
 }
 
 #[test]

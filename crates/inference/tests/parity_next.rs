@@ -3,26 +3,14 @@
 //! tiles (base image + tiles, unpadding to the original aspect ratio, `image_newline`) and a
 //! Mistral text model whose 16-token sliding window is shorter than every prompt.
 
+#[macro_use]
 mod common;
 
-use std::sync::OnceLock;
-
 use common::parity;
-use common::{load_cases, GoldenCase};
 use vlm_inference::config::{Architecture, TextKind, VisionKind};
-use vlm_inference::{ImageDetail, VisionLanguageModel};
+use vlm_inference::ImageDetail;
 
-const MODEL: &str = "llava-next-mistral-tiny";
-
-fn model() -> &'static VisionLanguageModel {
-    static M: OnceLock<VisionLanguageModel> = OnceLock::new();
-    M.get_or_init(|| parity::load(MODEL))
-}
-
-fn cases() -> &'static [GoldenCase] {
-    static C: OnceLock<Vec<GoldenCase>> = OnceLock::new();
-    C.get_or_init(|| load_cases(MODEL))
-}
+parity_suite!("llava-next-mistral-tiny");
 
 #[test]
 fn config_selects_next_clip_and_mistral() {
@@ -32,37 +20,6 @@ fn config_selects_next_clip_and_mistral() {
     assert_eq!(c.text.kind, TextKind::Mistral);
     assert_eq!(c.text.sliding_window, Some(16));
     assert!(cases().iter().all(|c| c.input_ids.len() > 16));
-    // Image tokens per image equal the HF processor's (counted in the golden input_ids).
-    for case in cases() {
-        let image_token = c.image_token_id;
-        let expected = case.input_ids.iter().filter(|&&t| t == image_token).count();
-        let ours: usize = case
-            .image_sizes
-            .iter()
-            .map(|&(h, w)| model().image_tokens_for(h, w, ImageDetail::Auto).unwrap())
-            .sum();
-        assert_eq!(ours, expected, "{}", case.name);
-    }
-}
-
-#[test]
-fn chat_template_and_input_ids_match() {
-    parity::template_and_ids(model(), cases());
-}
-
-#[test]
-fn pixel_values_match_the_hf_processor() {
-    parity::pixels(model(), cases());
-}
-
-#[test]
-fn prompt_logits_match_given_golden_pixels() {
-    parity::logits(model(), cases());
-}
-
-#[test]
-fn greedy_tokens_match_end_to_end() {
-    parity::greedy(model(), cases());
 }
 
 #[test]

@@ -3,26 +3,12 @@
 //! anyres on grids up to 112×112 of 28-px tiles with `anyres_max_9`; the `large_downscaled`
 //! case (100×100 → 4×4 tiles → 8×8 features) exercises the bilinear feature downscale.
 
+#[macro_use]
 mod common;
 
-use std::sync::OnceLock;
-
-use common::parity;
-use common::{load_cases, GoldenCase};
 use vlm_inference::config::{Architecture, TextKind, VisionKind};
-use vlm_inference::{ImageDetail, VisionLanguageModel};
 
-const MODEL: &str = "llava-onevision-qwen2-tiny";
-
-fn model() -> &'static VisionLanguageModel {
-    static M: OnceLock<VisionLanguageModel> = OnceLock::new();
-    M.get_or_init(|| parity::load(MODEL))
-}
-
-fn cases() -> &'static [GoldenCase] {
-    static C: OnceLock<Vec<GoldenCase>> = OnceLock::new();
-    C.get_or_init(|| load_cases(MODEL))
-}
+parity_suite!("llava-onevision-qwen2-tiny");
 
 #[test]
 fn config_selects_onevision_siglip_and_qwen2() {
@@ -45,35 +31,4 @@ fn config_selects_onevision_siglip_and_qwen2() {
             .count(),
         46
     );
-    // Image tokens per image equal the HF processor's (counted in the golden input_ids).
-    for case in cases() {
-        let image_token = c.image_token_id;
-        let expected = case.input_ids.iter().filter(|&&t| t == image_token).count();
-        let ours: usize = case
-            .image_sizes
-            .iter()
-            .map(|&(h, w)| model().image_tokens_for(h, w, ImageDetail::Auto).unwrap())
-            .sum();
-        assert_eq!(ours, expected, "{}", case.name);
-    }
-}
-
-#[test]
-fn chat_template_and_input_ids_match() {
-    parity::template_and_ids(model(), cases());
-}
-
-#[test]
-fn pixel_values_match_the_hf_processor() {
-    parity::pixels(model(), cases());
-}
-
-#[test]
-fn prompt_logits_match_given_golden_pixels() {
-    parity::logits(model(), cases());
-}
-
-#[test]
-fn greedy_tokens_match_end_to_end() {
-    parity::greedy(model(), cases());
 }

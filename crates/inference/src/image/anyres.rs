@@ -127,6 +127,21 @@ pub fn onevision_downscaled(rows: u32, cols: u32, per_side: u32, max_tiles: u32)
     }
 }
 
+/// The feature grid left of an `orig_hw` image after tiling and unpadding:
+/// `(rows, cols, patches per tile side)`.
+fn unpadded_grid(
+    orig_hw: (u32, u32),
+    pinpoints: &[(u32, u32)],
+    tile: u32,
+    patch: u32,
+) -> Option<(u32, u32, u32)> {
+    let (best_h, best_w) = select_best_resolution(orig_hw, pinpoints)?;
+    let (scale_h, scale_w) = (best_h / tile, best_w / tile);
+    let per_side = tile / patch;
+    let (rows, cols) = unpadded_shape(orig_hw, per_side * scale_h, per_side * scale_w);
+    Some((rows, cols, per_side))
+}
+
 /// Image tokens of one LLaVA-OneVision image (`LlavaOnevisionProcessor._get_number_of_features`,
 /// single-image case): base grid + unpadded (and possibly downscaled) grid + newlines.
 pub fn onevision_image_tokens(
@@ -136,10 +151,7 @@ pub fn onevision_image_tokens(
     patch: u32,
     max_tiles: u32,
 ) -> Option<usize> {
-    let (best_h, best_w) = select_best_resolution(orig_hw, pinpoints)?;
-    let (scale_h, scale_w) = (best_h / tile, best_w / tile);
-    let per_side = tile / patch;
-    let (rows, cols) = unpadded_shape(orig_hw, per_side * scale_h, per_side * scale_w);
+    let (rows, cols, per_side) = unpadded_grid(orig_hw, pinpoints, tile, patch)?;
     let (rows, cols) = onevision_downscaled(rows, cols, per_side, max_tiles);
     Some((rows * cols + rows + per_side * per_side) as usize)
 }
@@ -154,12 +166,8 @@ pub fn next_image_tokens(
     patch: u32,
     additional_tokens: u32,
 ) -> Option<usize> {
-    let (best_h, best_w) = select_best_resolution(orig_hw, pinpoints)?;
-    let (scale_h, scale_w) = (best_h / tile, best_w / tile);
-    let per_side = tile / patch;
-    let (rows, cols) = unpadded_shape(orig_hw, per_side * scale_h, per_side * scale_w);
-    let base = per_side * per_side + additional_tokens;
-    Some((rows * cols + rows + base) as usize)
+    let (rows, cols, per_side) = unpadded_grid(orig_hw, pinpoints, tile, patch)?;
+    Some((rows * cols + rows + per_side * per_side + additional_tokens) as usize)
 }
 
 #[cfg(test)]

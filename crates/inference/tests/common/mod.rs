@@ -227,6 +227,23 @@ pub mod parity {
         }
     }
 
+    /// Image tokens per image equal the HF processor's (counted in the golden input_ids).
+    pub fn image_token_counts(m: &VisionLanguageModel, cases: &[GoldenCase]) {
+        let image_token = m.config().image_token_id;
+        for case in cases {
+            let expected = case.input_ids.iter().filter(|&&t| t == image_token).count();
+            let ours: usize = case
+                .image_sizes
+                .iter()
+                .map(|&(h, w)| {
+                    m.image_tokens_for(h, w, vlm_inference::ImageDetail::Auto)
+                        .expect("token count")
+                })
+                .sum();
+            assert_eq!(ours, expected, "{}", case.name);
+        }
+    }
+
     pub fn greedy(m: &VisionLanguageModel, cases: &[GoldenCase]) {
         for case in cases {
             let prepared = m
@@ -238,4 +255,47 @@ pub mod parity {
             assert_eq!(tokens, case.greedy_tokens, "{}: greedy tokens", case.name);
         }
     }
+}
+
+/// Declares `model()`, `cases()` and the parity tests every reference model must pass:
+/// template and `input_ids`, pixels, logits, greedy tokens, and image-token counts.
+#[allow(unused_macros)] // used by the parity test crates, not by every crate including this module
+macro_rules! parity_suite {
+    ($model:expr) => {
+        fn model() -> &'static vlm_inference::VisionLanguageModel {
+            static M: std::sync::OnceLock<vlm_inference::VisionLanguageModel> =
+                std::sync::OnceLock::new();
+            M.get_or_init(|| common::parity::load($model))
+        }
+
+        fn cases() -> &'static [common::GoldenCase] {
+            static C: std::sync::OnceLock<Vec<common::GoldenCase>> = std::sync::OnceLock::new();
+            C.get_or_init(|| common::load_cases($model))
+        }
+
+        #[test]
+        fn chat_template_and_input_ids_match() {
+            common::parity::template_and_ids(model(), cases());
+        }
+
+        #[test]
+        fn pixel_values_match_the_hf_processor() {
+            common::parity::pixels(model(), cases());
+        }
+
+        #[test]
+        fn prompt_logits_match_given_golden_pixels() {
+            common::parity::logits(model(), cases());
+        }
+
+        #[test]
+        fn greedy_tokens_match_end_to_end() {
+            common::parity::greedy(model(), cases());
+        }
+
+        #[test]
+        fn image_token_counts_match_the_processor() {
+            common::parity::image_token_counts(model(), cases());
+        }
+    };
 }
