@@ -390,9 +390,23 @@ def build_llava15(out_dir: Path, seeds: range) -> None:
     build_llava(out_dir, seeds, processor, cfg, LLAVA_CASES, special_ids)
 
 
-def build_interleave(out_dir: Path, seeds: range) -> None:
-    """llava-interleave-qwen layout: SigLIP tower (features of the last layer, all patches),
-    gelu projector, Qwen2 text model with tied embeddings, ChatML template."""
+def siglip_tiny() -> SiglipVisionConfig:
+    """The tiny SigLIP tower shared by the Qwen2-based references (28-px images, 14-px patches)."""
+    return SiglipVisionConfig(
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=3,
+        num_attention_heads=4,
+        image_size=28,
+        patch_size=14,
+        hidden_act="gelu_pytorch_tanh",
+        layer_norm_eps=1e-6,
+        vision_use_head=False,
+    )
+
+
+def qwen_tokenizer() -> tuple[Tokenizer, PreTrainedTokenizerFast]:
+    """The ChatML byte-level BPE tokenizer (no BOS, EOS <|im_end|>) and its HF wrapper."""
     raw_tok = build_tokenizer(QWEN_SPECIALS, bos=None)
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=raw_tok,
@@ -401,6 +415,34 @@ def build_interleave(out_dir: Path, seeds: range) -> None:
         model_max_length=512,
         extra_special_tokens={"image_token": "<image>"},
     )
+    return raw_tok, tokenizer
+
+
+def qwen2_tiny(raw_tok: Tokenizer) -> Qwen2Config:
+    """The tiny tied-embedding Qwen2 text model shared by the Qwen2-based references."""
+    return Qwen2Config(
+        vocab_size=raw_tok.get_vocab_size(),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        rms_norm_eps=1e-6,
+        rope_theta=1000000.0,
+        initializer_range=0.1,
+        tie_word_embeddings=True,
+        use_sliding_window=False,
+        bos_token_id=None,
+        eos_token_id=raw_tok.token_to_id("<|im_end|>"),
+        pad_token_id=raw_tok.token_to_id("<|endoftext|>"),
+    )
+
+
+def build_interleave(out_dir: Path, seeds: range) -> None:
+    """llava-interleave-qwen layout: SigLIP tower (features of the last layer, all patches),
+    gelu projector, Qwen2 text model with tied embeddings, ChatML template."""
+    raw_tok, tokenizer = qwen_tokenizer()
     image_processor = SiglipImageProcessor(
         do_resize=True,
         size={"height": 28, "width": 28},
@@ -421,35 +463,8 @@ def build_interleave(out_dir: Path, seeds: range) -> None:
         num_additional_image_tokens=0,
         image_token="<image>",
     )
-    vision = SiglipVisionConfig(
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=3,
-        num_attention_heads=4,
-        image_size=28,
-        patch_size=14,
-        hidden_act="gelu_pytorch_tanh",
-        layer_norm_eps=1e-6,
-        vision_use_head=False,
-    )
-    eos = raw_tok.token_to_id("<|im_end|>")
-    text = Qwen2Config(
-        vocab_size=raw_tok.get_vocab_size(),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=512,
-        rms_norm_eps=1e-6,
-        rope_theta=1000000.0,
-        initializer_range=0.1,
-        tie_word_embeddings=True,
-        use_sliding_window=False,
-        bos_token_id=None,
-        eos_token_id=eos,
-        pad_token_id=raw_tok.token_to_id("<|endoftext|>"),
-    )
+    vision = siglip_tiny()
+    text = qwen2_tiny(raw_tok)
     cfg = LlavaConfig(
         vision_config=vision,
         text_config=text,
@@ -555,14 +570,7 @@ def build_next_mistral(out_dir: Path, seeds: range) -> None:
 
 def build_next_qwen(out_dir: Path, seeds: range) -> None:
     """LLaVA-NeXT with a SigLIP tower ("full", last layer) and a tied Qwen2 text model."""
-    raw_tok = build_tokenizer(QWEN_SPECIALS, bos=None)
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=raw_tok,
-        eos_token="<|im_end|>",
-        pad_token="<|endoftext|>",
-        model_max_length=512,
-        extra_special_tokens={"image_token": "<image>"},
-    )
+    raw_tok, tokenizer = qwen_tokenizer()
     image_processor = LlavaNextImageProcessor(
         do_resize=True,
         size={"height": 28, "width": 28},
@@ -587,34 +595,8 @@ def build_next_qwen(out_dir: Path, seeds: range) -> None:
         num_additional_image_tokens=0,
         image_token="<image>",
     )
-    vision = SiglipVisionConfig(
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=3,
-        num_attention_heads=4,
-        image_size=28,
-        patch_size=14,
-        hidden_act="gelu_pytorch_tanh",
-        layer_norm_eps=1e-6,
-        vision_use_head=False,
-    )
-    text = Qwen2Config(
-        vocab_size=raw_tok.get_vocab_size(),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=512,
-        rms_norm_eps=1e-6,
-        rope_theta=1000000.0,
-        initializer_range=0.1,
-        tie_word_embeddings=True,
-        use_sliding_window=False,
-        bos_token_id=None,
-        eos_token_id=raw_tok.token_to_id("<|im_end|>"),
-        pad_token_id=raw_tok.token_to_id("<|endoftext|>"),
-    )
+    vision = siglip_tiny()
+    text = qwen2_tiny(raw_tok)
     cfg = LlavaNextConfig(
         vision_config=vision,
         text_config=text,
@@ -639,14 +621,7 @@ def build_onevision(out_dir: Path, seeds: range) -> None:
     """LLaVA-OneVision layout: SigLIP (last layer, "full"), Qwen2 tied, anyres_max_9 — a 100×100
     image lands on the 112×112 grid (4×4 tiles, 8×8 features > 9 tiles' worth), so the bilinear
     downscale of the feature map runs."""
-    raw_tok = build_tokenizer(QWEN_SPECIALS, bos=None)
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=raw_tok,
-        eos_token="<|im_end|>",
-        pad_token="<|endoftext|>",
-        model_max_length=512,
-        extra_special_tokens={"image_token": "<image>"},
-    )
+    raw_tok, tokenizer = qwen_tokenizer()
     image_processor = LlavaOnevisionImageProcessor(
         do_resize=True,
         size={"height": 28, "width": 28},
@@ -670,34 +645,8 @@ def build_onevision(out_dir: Path, seeds: range) -> None:
         image_token="<image>",
         vision_aspect_ratio="anyres_max_9",
     )
-    vision = SiglipVisionConfig(
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=3,
-        num_attention_heads=4,
-        image_size=28,
-        patch_size=14,
-        hidden_act="gelu_pytorch_tanh",
-        layer_norm_eps=1e-6,
-        vision_use_head=False,
-    )
-    text = Qwen2Config(
-        vocab_size=raw_tok.get_vocab_size(),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=512,
-        rms_norm_eps=1e-6,
-        rope_theta=1000000.0,
-        initializer_range=0.1,
-        tie_word_embeddings=True,
-        use_sliding_window=False,
-        bos_token_id=None,
-        eos_token_id=raw_tok.token_to_id("<|im_end|>"),
-        pad_token_id=raw_tok.token_to_id("<|endoftext|>"),
-    )
+    vision = siglip_tiny()
+    text = qwen2_tiny(raw_tok)
     cfg = LlavaOnevisionConfig(
         vision_config=vision,
         text_config=text,
@@ -734,7 +683,10 @@ def build_llava(
     gold = out_dir / "goldens"
     (gold / "images").mkdir(parents=True)
     images = {}
+    used = {n for messages in cases.values() for n in image_names(messages)}
     for name, (w, h, mode, seed) in IMAGES.items():
+        if name not in used:
+            continue
         img = make_image(w, h, mode, seed)
         img.save(gold / "images" / name)
         images[name] = Image.open(gold / "images" / name)
