@@ -443,8 +443,10 @@ fn parse_vision(value: &Value, p: &ConfigPath) -> Result<VisionConfig> {
             raw.hidden_act.unwrap_or_else(|| "gelu_pytorch_tanh".into()),
         ),
     };
-    if patch_size == 0 || !raw.image_size.is_multiple_of(patch_size) {
-        return Err(p.err("vision_config: `image_size` must be a multiple of `patch_size`"));
+    // SigLIP-so400m uses 384-px images with 14-px patches: the patch conv floors to 27 per side,
+    // so the image size need not be a multiple of the patch size.
+    if patch_size == 0 || raw.image_size < patch_size {
+        return Err(p.err("vision_config: `patch_size` must be positive and at most `image_size`"));
     }
     Ok(VisionConfig {
         kind,
@@ -732,6 +734,19 @@ mod tests {
         v["text_config"]["model_type"] = json!("gemma9");
         let e = ModelConfig::from_value(&v, Path::new("config.json")).unwrap_err();
         assert!(e.to_string().contains("text model: gemma9"), "{e}");
+    }
+
+    #[test]
+    fn siglip_384_with_14px_patches_is_accepted() {
+        // llava-onevision-qwen2-0.5b-ov-hf / llava-interleave-qwen-0.5b-hf: 27×27 patches.
+        let mut v = base();
+        v["vision_config"] = json!({"model_type": "siglip_vision_model", "hidden_size": 1152,
+            "intermediate_size": 4304, "num_hidden_layers": 26, "num_attention_heads": 16,
+            "image_size": 384, "patch_size": 14});
+        let c = ModelConfig::from_value(&v, Path::new("config.json")).unwrap();
+        assert_eq!(c.vision.patches_per_side(), 27);
+        v["vision_config"]["patch_size"] = json!(0);
+        assert!(ModelConfig::from_value(&v, Path::new("config.json")).is_err());
     }
 
     #[test]
