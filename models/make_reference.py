@@ -346,7 +346,24 @@ def greedy(
     return tokens, gaps, prompt_logits
 
 
-def build_llava15(out_dir: Path, seeds: range) -> None:
+# CLIP-style preprocessing of the tiny CLIP references: shortest edge 28, centre crop 28×28.
+CLIP_PIXELS = dict(
+    do_resize=True,
+    size={"shortest_edge": 28},
+    resample=3,
+    do_center_crop=True,
+    crop_size={"height": 28, "width": 28},
+    do_rescale=True,
+    rescale_factor=1 / 255,
+    do_normalize=True,
+    image_mean=[0.48145466, 0.4578275, 0.40821073],
+    image_std=[0.26862954, 0.26130258, 0.27577711],
+    do_convert_rgb=True,
+)
+
+
+def llama_tokenizer() -> tuple[Tokenizer, PreTrainedTokenizerFast]:
+    """The Llama-style byte-level BPE tokenizer (BOS <s>, EOS </s>) and its HF wrapper."""
     raw_tok = build_tokenizer()
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=raw_tok,
@@ -357,18 +374,13 @@ def build_llava15(out_dir: Path, seeds: range) -> None:
         model_max_length=512,
         extra_special_tokens={"image_token": "<image>"},
     )
+    return raw_tok, tokenizer
+
+
+def build_llava15(out_dir: Path, seeds: range) -> None:
+    raw_tok, tokenizer = llama_tokenizer()
     image_processor = CLIPImageProcessor(
-        do_resize=True,
-        size={"shortest_edge": 28},
-        resample=3,
-        do_center_crop=True,
-        crop_size={"height": 28, "width": 28},
-        do_rescale=True,
-        rescale_factor=1 / 255,
-        do_normalize=True,
-        image_mean=[0.48145466, 0.4578275, 0.40821073],
-        image_std=[0.26862954, 0.26130258, 0.27577711],
-        do_convert_rgb=True,
+        **CLIP_PIXELS,
     )
     processor = LlavaProcessor(
         image_processor=image_processor,
@@ -499,28 +511,9 @@ GRID_PINPOINTS = [[28, 56], [56, 28], [56, 56]]
 def build_next_mistral(out_dir: Path, seeds: range) -> None:
     """LLaVA-NeXT (anyres) layout: CLIP tower, Mistral text model with a 16-token sliding window
     (so the window matters for these prompts), image_newline, 28-px tiles on a 56×56 grid."""
-    raw_tok = build_tokenizer()
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=raw_tok,
-        bos_token="<s>",
-        eos_token="</s>",
-        unk_token="<unk>",
-        pad_token="<pad>",
-        model_max_length=512,
-        extra_special_tokens={"image_token": "<image>"},
-    )
+    raw_tok, tokenizer = llama_tokenizer()
     image_processor = LlavaNextImageProcessor(
-        do_resize=True,
-        size={"shortest_edge": 28},
-        resample=3,
-        do_center_crop=True,
-        crop_size={"height": 28, "width": 28},
-        do_rescale=True,
-        rescale_factor=1 / 255,
-        do_normalize=True,
-        image_mean=[0.48145466, 0.4578275, 0.40821073],
-        image_std=[0.26862954, 0.26130258, 0.27577711],
-        do_convert_rgb=True,
+        **CLIP_PIXELS,
         do_pad=True,
         image_grid_pinpoints=GRID_PINPOINTS,
     )
