@@ -362,6 +362,20 @@ CLIP_PIXELS = dict(
 )
 
 
+# SigLIP-style preprocessing of the tiny SigLIP references: exact 28×28 resize, mean/std 0.5.
+SIGLIP_PIXELS = dict(
+    do_resize=True,
+    size={"height": 28, "width": 28},
+    resample=3,
+    do_rescale=True,
+    rescale_factor=1 / 255,
+    do_normalize=True,
+    image_mean=[0.5, 0.5, 0.5],
+    image_std=[0.5, 0.5, 0.5],
+    do_convert_rgb=True,
+)
+
+
 def llama_tokenizer() -> tuple[Tokenizer, PreTrainedTokenizerFast]:
     """The Llama-style byte-level BPE tokenizer (BOS <s>, EOS </s>) and its HF wrapper."""
     raw_tok = build_tokenizer()
@@ -456,15 +470,7 @@ def build_interleave(out_dir: Path, seeds: range) -> None:
     gelu projector, Qwen2 text model with tied embeddings, ChatML template."""
     raw_tok, tokenizer = qwen_tokenizer()
     image_processor = SiglipImageProcessor(
-        do_resize=True,
-        size={"height": 28, "width": 28},
-        resample=3,
-        do_rescale=True,
-        rescale_factor=1 / 255,
-        do_normalize=True,
-        image_mean=[0.5, 0.5, 0.5],
-        image_std=[0.5, 0.5, 0.5],
-        do_convert_rgb=True,
+        **SIGLIP_PIXELS,
     )
     processor = LlavaProcessor(
         image_processor=image_processor,
@@ -565,17 +571,9 @@ def build_next_qwen(out_dir: Path, seeds: range) -> None:
     """LLaVA-NeXT with a SigLIP tower ("full", last layer) and a tied Qwen2 text model."""
     raw_tok, tokenizer = qwen_tokenizer()
     image_processor = LlavaNextImageProcessor(
-        do_resize=True,
-        size={"height": 28, "width": 28},
-        resample=3,
+        **SIGLIP_PIXELS,
         do_center_crop=False,
         crop_size={"height": 28, "width": 28},  # the tile size, even without a crop
-        do_rescale=True,
-        rescale_factor=1 / 255,
-        do_normalize=True,
-        image_mean=[0.5, 0.5, 0.5],
-        image_std=[0.5, 0.5, 0.5],
-        do_convert_rgb=True,
         do_pad=True,
         image_grid_pinpoints=GRID_PINPOINTS,
     )
@@ -616,15 +614,7 @@ def build_onevision(out_dir: Path, seeds: range) -> None:
     downscale of the feature map runs."""
     raw_tok, tokenizer = qwen_tokenizer()
     image_processor = LlavaOnevisionImageProcessor(
-        do_resize=True,
-        size={"height": 28, "width": 28},
-        resample=3,
-        do_rescale=True,
-        rescale_factor=1 / 255,
-        do_normalize=True,
-        image_mean=[0.5, 0.5, 0.5],
-        image_std=[0.5, 0.5, 0.5],
-        do_convert_rgb=True,
+        **SIGLIP_PIXELS,
         do_pad=True,
         image_grid_pinpoints=OV_PINPOINTS,
     )
