@@ -35,14 +35,37 @@ pub enum ModelSource {
         /// Branch, tag or commit; `main` when not given.
         revision: String,
     },
+    /// One GGUF file of a hub repository: `owner/name/file.gguf`.
+    HubFile {
+        /// `owner/name`.
+        id: String,
+        /// The file's path in the repository.
+        file: String,
+        /// Branch, tag or commit; `main` when not given.
+        revision: String,
+    },
 }
 
 impl ModelSource {
-    /// An existing path is local; anything else is taken as a hub id.
+    /// An existing path is local; `owner/name/file.gguf` is one GGUF file of a hub
+    /// repository; anything else is taken as a hub id.
     pub fn parse(model: &str, revision: Option<&str>) -> Self {
         let path = Path::new(model);
+        let revision_or_main = revision.unwrap_or("main").to_string();
         if path.exists() {
             Self::Local(path.to_path_buf())
+        } else if model.to_ascii_lowercase().ends_with(".gguf") && model.matches('/').count() >= 2 {
+            let mut parts = model.splitn(3, '/');
+            let (owner, name, file) = (
+                parts.next().unwrap_or_default(),
+                parts.next().unwrap_or_default(),
+                parts.next().unwrap_or_default(),
+            );
+            Self::HubFile {
+                id: format!("{owner}/{name}"),
+                file: file.to_string(),
+                revision: revision_or_main,
+            }
         } else {
             Self::Hub {
                 id: model.to_string(),
@@ -51,16 +74,18 @@ impl ModelSource {
         }
     }
 
-    /// Returns a local directory holding the model, downloading it first when needed.
-    /// Files already in the HF cache are used without touching the network.
+    /// Returns a local directory (or GGUF file) holding the model, downloading it first
+    /// when needed. Files already in the HF cache are used without touching the network.
     pub fn resolve(&self, progress: bool) -> Result<PathBuf> {
         match self {
             Self::Local(p) if p.is_dir() => Ok(p.clone()),
+            Self::Local(p) if crate::gguf::find_gguf(p)?.is_some() => Ok(p.clone()),
             Self::Local(p) => Err(Error::Config {
                 path: p.clone(),
-                message: "not a directory".into(),
+                message: "neither a model directory nor a .gguf file".into(),
             }),
             Self::Hub { id, revision } => download(id, revision, progress),
+            Self::HubFile { id, file, revision } => download_file(id, file, revision, progress),
         }
     }
 }
@@ -77,6 +102,24 @@ fn cached(id: &str, revision: &str) -> Option<PathBuf> {
     crate::weights::find_weight_files(&dir).ok()?;
     cache.get("tokenizer.json")?;
     Some(dir)
+}
+
+fn download_file(id: &str, file: &str, revision: &str, progress: bool) -> Result<PathBuf> {
+    if let Some(path) = Cache::from_env().repo(repo(id, revision)).get(file) {
+        tracing::info!(model = id, file, "using cached GGUF file");
+        return Ok(path);
+    }
+    let hub_err = |e: hf_hub::api::sync::ApiError| {
+        Error::Hub(format!(
+            "could not download {file} from {id}@{revision}: {e}. If the hub cannot be reached, \
+             pass a local .gguf file with --model /path/to/model.gguf"
+        ))
+    };
+    let api = ApiBuilder::from_env()
+        .with_progress(progress)
+        .build()
+        .map_err(hub_err)?;
+    api.repo(repo(id, revision)).get(file).map_err(hub_err)
 }
 
 fn download(id: &str, revision: &str, progress: bool) -> Result<PathBuf> {
@@ -143,6 +186,14 @@ mod tests {
             ModelSource::Hub {
                 id: "llava-hf/llava-1.5-7b-hf".into(),
                 revision: "abc".into()
+            }
+        );
+        assert_eq!(
+            ModelSource::parse("bartowski/SmolLM2-GGUF/SmolLM2-Q4_K_M.gguf", None),
+            ModelSource::HubFile {
+                id: "bartowski/SmolLM2-GGUF".into(),
+                file: "SmolLM2-Q4_K_M.gguf".into(),
+                revision: "main".into()
             }
         );
     }

@@ -9,6 +9,8 @@ use crate::error::{Error, Result};
 pub struct TextTokenizer {
     inner: tokenizers::Tokenizer,
     eos_ids: Vec<u32>,
+    /// BOS prepended by `encode` (GGUF models with `add_bos_token`).
+    bos: Option<u32>,
 }
 
 impl std::fmt::Debug for TextTokenizer {
@@ -31,16 +33,37 @@ impl TextTokenizer {
         }
         let inner = tokenizers::Tokenizer::from_file(path)
             .map_err(|e| Error::Tokenizer(format!("{}: {e}", path.display())))?;
-        Ok(Self { inner, eos_ids })
+        Ok(Self {
+            inner,
+            eos_ids,
+            bos: None,
+        })
+    }
+
+    /// Wraps an already built tokenizer; `encode` prepends `bos` when set (unless the text
+    /// already starts with it), as llama.cpp does for models with `add_bos_token`.
+    pub fn from_parts(inner: tokenizers::Tokenizer, eos_ids: Vec<u32>, bos: Option<u32>) -> Self {
+        Self {
+            inner,
+            eos_ids,
+            bos,
+        }
     }
 
     /// Encodes text, adding the tokenizer's own special tokens (e.g. BOS) as transformers'
     /// processors do.
     pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
-        self.inner
+        let mut ids = self
+            .inner
             .encode(text, true)
             .map(|e| e.get_ids().to_vec())
-            .map_err(|e| Error::Tokenizer(e.to_string()))
+            .map_err(|e| Error::Tokenizer(e.to_string()))?;
+        if let Some(bos) = self.bos {
+            if ids.first() != Some(&bos) {
+                ids.insert(0, bos);
+            }
+        }
+        Ok(ids)
     }
 
     /// Decodes ids to text, skipping special tokens.

@@ -1,18 +1,23 @@
 //! A loaded vision-language model with everything needed to turn chat messages and images
 //! into tokens: tokenizer, chat template, image processor and weights.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
+use candle_core::quantized::GgmlDType;
 use candle_core::{DType, Device, Tensor};
 
-use crate::chat_template::{ChatTemplate, RenderOptions};
-use crate::config::{Architecture, ModelConfig, SelectStrategy, VisionKind};
+use crate::chat_template::{ChatTemplate, RenderOptions, SpecialTokens};
+use crate::config::{Architecture, ModelConfig, SelectStrategy, TextConfig, VisionKind};
 use crate::error::{Error, Result};
+use crate::gguf::weights::GgufTensors;
+use crate::gguf::Metadata;
 use crate::image::anyres::{anyres_tiles, grid_shape, next_image_tokens, onevision_image_tokens};
 use crate::image::ImageProcessorConfig;
 use crate::image::{ResampleFilter, ResizeSize, PIL_BILINEAR};
 use crate::messages::{count_images, ChatMessage};
 use crate::model_dir::ModelDir;
+use crate::models::decoder::Decoder;
+use crate::models::decoder_weights::DecoderWeights;
 use crate::models::llava::{ImageBatch, Llava};
 use crate::nn::kv_cache::KvCache;
 use crate::tokenizer::TextTokenizer;
@@ -22,8 +27,14 @@ use crate::tokenizer::TextTokenizer;
 pub struct LoadOptions {
     /// Compute device.
     pub device: Device,
-    /// Weight and activation dtype.
+    /// Weight and activation dtype (float safetensors weights and the vision tower; GGUF
+    /// language models compute in f32).
     pub dtype: DType,
+    /// Quantize the language model's linear layers at load (safetensors models only).
+    pub quantize: Option<GgmlDType>,
+    /// With a GGUF language model: a LLaVA directory in Hugging Face layout whose vision
+    /// tower, projector, tokenizer, chat template and processor are used.
+    pub vision_from: Option<PathBuf>,
 }
 
 impl Default for LoadOptions {
@@ -31,6 +42,8 @@ impl Default for LoadOptions {
         Self {
             device: Device::Cpu,
             dtype: DType::F32,
+            quantize: None,
+            vision_from: None,
         }
     }
 }
@@ -61,22 +74,106 @@ pub struct PreparedPrompt {
     pub images: Option<ImageBatch>,
 }
 
-/// A vision-language model ready to serve.
+/// What a model with vision needs beyond the network: its config, the image processor
+/// and the placeholder token.
 #[derive(Debug)]
-pub struct VisionLanguageModel {
+struct VisionSetup {
     config: ModelConfig,
-    model: Llava,
-    tokenizer: TextTokenizer,
-    template: ChatTemplate,
     image_processor: ImageProcessorConfig,
     image_token: String,
     tokens_per_image: usize,
 }
 
+/// A vision-language model (or a text-only language model) ready to serve.
+#[derive(Debug)]
+pub struct VisionLanguageModel {
+    text: TextConfig,
+    vision: Option<VisionSetup>,
+    model: Llava,
+    tokenizer: TextTokenizer,
+    template: ChatTemplate,
+}
+
+/// The message for images sent to a model without a vision tower.
+pub const NO_VISION: &str = "this model has no vision: image_url content parts are not \
+     accepted (serve a LLaVA model, or pass --vision-from with a GGUF language model)";
+
 impl VisionLanguageModel {
-    /// Loads a model from a directory in Hugging Face layout.
-    pub fn load(dir: &Path, opts: &LoadOptions) -> Result<Self> {
+    /// Loads a model: a directory in Hugging Face layout, or a `.gguf` file (or a directory
+    /// holding exactly one and no `config.json`).
+    pub fn load(path: &Path, opts: &LoadOptions) -> Result<Self> {
+        match crate::gguf::find_gguf(path)? {
+            Some(file) => Self::load_gguf(&file, opts),
+            None => Self::load_hf(path, opts),
+        }
+    }
+
+    /// Loads a model directory in Hugging Face layout.
+    pub fn load_hf(dir: &Path, opts: &LoadOptions) -> Result<Self> {
         let files = ModelDir::open(dir)?;
+        let (tokenizer, template) = Self::hf_tokenizer_and_template(&files)?;
+        let vb = crate::weights::load_var_builder(&files.weight_files, opts.dtype, &opts.device)?;
+        let model = Llava::load(&files.config, vb, opts.quantize)
+            .map_err(|e| Error::Weights(e.to_string()))?;
+        Self::assemble_vision(files, tokenizer, template, model)
+    }
+
+    /// Loads a llama-architecture GGUF language model; with `opts.vision_from`, pairs it
+    /// with that LLaVA directory's vision tower and projector.
+    pub fn load_gguf(file: &Path, opts: &LoadOptions) -> Result<Self> {
+        let tensors = GgufTensors::open(file, &opts.device)?;
+        let text = crate::gguf::config::text_config(tensors.content())?;
+        let decoder = Decoder::load(&text, &DecoderWeights::Gguf(&tensors))
+            .map_err(|e| Error::Weights(e.to_string()))?;
+        if let Some(dir) = &opts.vision_from {
+            let files = ModelDir::open(dir)?;
+            check_same_language_model(&files, &text, file)?;
+            let (tokenizer, template) = Self::hf_tokenizer_and_template(&files)?;
+            let vb =
+                crate::weights::load_var_builder(&files.weight_files, opts.dtype, &opts.device)?;
+            let model = Llava::with_language_model(&files.config, vb, decoder)
+                .map_err(|e| Error::Weights(e.to_string()))?;
+            return Self::assemble_vision(files, tokenizer, template, model);
+        }
+        let md = Metadata::new(tensors.content());
+        let (inner, bos) = crate::gguf::tokenizer::tokenizer_from_gguf(&md)?;
+        let name_of = |key: &str| md.opt_u32(key).and_then(|id| inner.id_to_token(id));
+        let special = SpecialTokens {
+            bos_token: name_of("tokenizer.ggml.bos_token_id"),
+            eos_token: name_of("tokenizer.ggml.eos_token_id"),
+            unk_token: name_of("tokenizer.ggml.unknown_token_id"),
+            pad_token: name_of("tokenizer.ggml.padding_token_id"),
+        };
+        let mut eos = text.eos_token_ids.clone();
+        // llama.cpp also stops at end-of-turn tokens (ChatML's <|im_end|>, Llama 3's <|eot_id|>).
+        if let Some(eot) = md.opt_u32("tokenizer.ggml.eot_token_id") {
+            eos.push(eot);
+        }
+        for t in ["<|im_end|>", "<|eot_id|>", "<|end_of_text|>"] {
+            if let Some(id) = inner.token_to_id(t) {
+                if !eos.contains(&id) {
+                    eos.push(id);
+                }
+            }
+        }
+        let source = md
+            .opt_string("tokenizer.chat_template")
+            .ok_or_else(|| Error::Config {
+                path: file.to_path_buf(),
+                message: "the GGUF file has no tokenizer.chat_template".into(),
+            })?
+            .to_string();
+        let template = ChatTemplate::from_source(source, special)?;
+        Ok(Self {
+            text,
+            vision: None,
+            model: Llava::text_only(decoder),
+            tokenizer: TextTokenizer::from_parts(inner, eos, bos),
+            template,
+        })
+    }
+
+    fn hf_tokenizer_and_template(files: &ModelDir) -> Result<(TextTokenizer, ChatTemplate)> {
         let mut eos = files.eos_ids.clone();
         let tokenizer = TextTokenizer::from_file(&files.tokenizer_file, Vec::new())?;
         if let Some(id) = files
@@ -90,7 +187,18 @@ impl VisionLanguageModel {
             }
         }
         let tokenizer = TextTokenizer::from_file(&files.tokenizer_file, eos)?;
-        let config = files.config.clone();
+        let template =
+            ChatTemplate::from_source(files.chat_template.clone(), files.special_tokens.clone())?;
+        Ok((tokenizer, template))
+    }
+
+    fn assemble_vision(
+        files: ModelDir,
+        tokenizer: TextTokenizer,
+        template: ChatTemplate,
+        model: Llava,
+    ) -> Result<Self> {
+        let config = files.config;
         let image_token = tokenizer
             .id_to_token(config.image_token_id)
             .ok_or_else(|| Error::Config {
@@ -100,10 +208,6 @@ impl VisionLanguageModel {
                     config.image_token_id
                 ),
             })?;
-        let template =
-            ChatTemplate::from_source(files.chat_template.clone(), files.special_tokens.clone())?;
-        let vb = crate::weights::load_var_builder(&files.weight_files, opts.dtype, &opts.device)?;
-        let model = Llava::load(&config, vb).map_err(|e| Error::Weights(e.to_string()))?;
         let patches = config.vision.patches_per_side().pow(2);
         // The tower yields the patches plus CLIP's class token (SigLIP has none); "default"
         // drops the first position whatever it is, as transformers does; "full" keeps all.
@@ -113,24 +217,43 @@ impl VisionLanguageModel {
             SelectStrategy::Full => positions,
         };
         Ok(Self {
-            config,
+            text: config.text.clone(),
+            vision: Some(VisionSetup {
+                config,
+                image_processor: files.image_processor,
+                image_token,
+                tokens_per_image,
+            }),
             model,
             tokenizer,
             template,
-            image_processor: files.image_processor,
-            image_token,
-            tokens_per_image,
         })
     }
 
-    /// The parsed `config.json`.
-    pub fn config(&self) -> &ModelConfig {
-        &self.config
+    fn vision(&self) -> Result<&VisionSetup> {
+        self.vision
+            .as_ref()
+            .ok_or_else(|| Error::InvalidInput(NO_VISION.into()))
     }
 
-    /// The image processor settings.
-    pub fn image_processor(&self) -> &ImageProcessorConfig {
-        &self.image_processor
+    /// The parsed `config.json` of a model with vision (`None` for a text-only model).
+    pub fn vision_config(&self) -> Option<&ModelConfig> {
+        self.vision.as_ref().map(|v| &v.config)
+    }
+
+    /// The language model's settings.
+    pub fn text_config(&self) -> &TextConfig {
+        &self.text
+    }
+
+    /// Whether the model accepts images.
+    pub fn has_vision(&self) -> bool {
+        self.vision.is_some()
+    }
+
+    /// The image processor settings (`None` for a text-only model).
+    pub fn image_processor(&self) -> Option<&ImageProcessorConfig> {
+        self.vision.as_ref().map(|v| &v.image_processor)
     }
 
     /// The tokenizer.
@@ -148,41 +271,44 @@ impl VisionLanguageModel {
         self.model.language_model().max_positions()
     }
 
-    /// Image tokens of a fixed-resolution (plain LLaVA) image, or of a LLaVA-NeXT base image.
+    /// Image tokens of a fixed-resolution (plain LLaVA) image, or of a LLaVA-NeXT base image
+    /// (0 for a text-only model).
     pub fn tokens_per_image(&self) -> usize {
-        self.tokens_per_image
+        self.vision.as_ref().map_or(0, |v| v.tokens_per_image)
     }
 
     /// Image tokens an image of `height × width` expands to, as the HF processor counts them
     /// (for `Low` detail on LLaVA-NeXT: the base image and one newline).
     pub fn image_tokens_for(&self, height: u32, width: u32, detail: ImageDetail) -> Result<usize> {
-        match self.config.architecture {
-            Architecture::Llava => Ok(self.tokens_per_image),
+        let vision = self.vision()?;
+        let config = &vision.config;
+        match config.architecture {
+            Architecture::Llava => Ok(vision.tokens_per_image),
             Architecture::LlavaNext | Architecture::LlavaOnevision
                 if detail == ImageDetail::Low =>
             {
-                Ok(self.tokens_per_image + 1)
+                Ok(vision.tokens_per_image + 1)
             }
             Architecture::LlavaOnevision => {
-                let v = &self.config.vision;
-                let drop = usize::from(self.config.select_strategy == SelectStrategy::Default);
+                let v = &config.vision;
+                let drop = usize::from(config.select_strategy == SelectStrategy::Default);
                 onevision_image_tokens(
                     (height, width),
-                    &self.config.image_grid_pinpoints,
+                    &config.image_grid_pinpoints,
                     v.image_size as u32,
                     v.patch_size as u32,
-                    self.config.anyres_max_tiles.unwrap_or(9),
+                    config.anyres_max_tiles.unwrap_or(9),
                 )
                 .map(|n| n - drop)
                 .ok_or_else(|| Error::InvalidInput("no grid pinpoints".into()))
             }
             Architecture::LlavaNext => {
-                let v = &self.config.vision;
+                let v = &config.vision;
                 let class = u32::from(v.kind == VisionKind::Clip);
-                let drop = u32::from(self.config.select_strategy == SelectStrategy::Default);
+                let drop = u32::from(config.select_strategy == SelectStrategy::Default);
                 next_image_tokens(
                     (height, width),
-                    &self.config.image_grid_pinpoints,
+                    &config.image_grid_pinpoints,
                     v.image_size as u32,
                     v.patch_size as u32,
                     class,
@@ -197,7 +323,11 @@ impl VisionLanguageModel {
     pub fn render(&self, messages: &[ChatMessage]) -> Result<String> {
         let opts = RenderOptions {
             add_generation_prompt: true,
-            image_token: self.image_token.clone(),
+            image_token: self
+                .vision
+                .as_ref()
+                .map(|v| v.image_token.clone())
+                .unwrap_or_default(),
             ..RenderOptions::default()
         };
         Ok(self.template.render(messages, &opts)?)
@@ -218,16 +348,17 @@ impl VisionLanguageModel {
         if images.is_empty() {
             return Ok(None);
         }
-        let ip = &self.image_processor;
+        let vision = self.vision()?;
+        let (ip, config) = (&vision.image_processor, &vision.config);
         let mut planes = Vec::with_capacity(images.len());
         let mut tiles_per_image = Vec::with_capacity(images.len());
         let mut image_sizes = Vec::with_capacity(images.len());
         for (i, img) in images.iter().enumerate() {
             let detail = details.get(i).copied().unwrap_or_default();
-            let tiles = match self.config.architecture {
+            let tiles = match config.architecture {
                 Architecture::Llava => vec![img.clone()],
                 Architecture::LlavaNext | Architecture::LlavaOnevision => {
-                    let tile = self.config.vision.image_size as u32;
+                    let tile = config.vision.image_size as u32;
                     let filter = match ip.resample {
                         PIL_BILINEAR => ResampleFilter::Bilinear,
                         _ => ResampleFilter::Bicubic,
@@ -237,7 +368,7 @@ impl VisionLanguageModel {
                         ResizeSize::Exact { height, width } => (height, width),
                     };
                     let mut tiles =
-                        anyres_tiles(img, &self.config.image_grid_pinpoints, base, tile, filter)
+                        anyres_tiles(img, &config.image_grid_pinpoints, base, tile, filter)
                             .ok_or_else(|| Error::InvalidInput("no grid pinpoints".into()))?;
                     if detail == ImageDetail::Low {
                         tiles.truncate(1);
@@ -280,11 +411,12 @@ impl VisionLanguageModel {
                 image_sizes: image_sizes.to_vec(),
             });
         }
-        let tile = self.config.vision.image_size as u32;
+        let config = &self.vision()?.config;
+        let tile = config.vision.image_size as u32;
         let mut parts = Vec::new();
         let mut tiles_per_image = Vec::new();
         for (i, &size) in image_sizes.iter().enumerate() {
-            let (rows, cols) = grid_shape(size, &self.config.image_grid_pinpoints, tile)
+            let (rows, cols) = grid_shape(size, &config.image_grid_pinpoints, tile)
                 .ok_or_else(|| Error::InvalidInput("no grid pinpoints".into()))?;
             let tiles = 1 + (rows * cols) as usize;
             parts.push(pixel_values.get(i)?.narrow(0, 0, tiles)?);
@@ -320,13 +452,24 @@ impl VisionLanguageModel {
                 images.len()
             )));
         }
+        if expected > 0 && self.vision.is_none() {
+            return Err(Error::InvalidInput(NO_VISION.into()));
+        }
         let prompt = self.render(messages)?;
-        let placeholders = prompt.matches(self.image_token.as_str()).count();
+        let Some(vision) = &self.vision else {
+            return Ok(PreparedPrompt {
+                input_ids: self.tokenizer.encode(&prompt)?,
+                prompt,
+                images: None,
+            });
+        };
+        let image_token = vision.image_token.as_str();
+        let placeholders = prompt.matches(image_token).count();
         if placeholders != images.len() {
             return Err(Error::InvalidInput(format!(
                 "the prompt holds {placeholders} image placeholders ({:?}) for {} images; \
                  message text must not contain the image token",
-                self.image_token,
+                image_token,
                 images.len()
             )));
         }
@@ -334,14 +477,14 @@ impl VisionLanguageModel {
         let mut expanded = String::with_capacity(prompt.len());
         let mut rest = prompt.as_str();
         for (i, img) in images.iter().enumerate() {
-            let Some(at) = rest.find(self.image_token.as_str()) else {
+            let Some(at) = rest.find(image_token) else {
                 break;
             };
             expanded.push_str(&rest[..at]);
             let detail = details.get(i).copied().unwrap_or_default();
             let n = self.image_tokens_for(img.height(), img.width(), detail)?;
-            expanded.push_str(&self.image_token.repeat(n));
-            rest = &rest[at + self.image_token.len()..];
+            expanded.push_str(&image_token.repeat(n));
+            rest = &rest[at + image_token.len()..];
         }
         expanded.push_str(rest);
         let input_ids = self.tokenizer.encode(&expanded)?;
@@ -424,4 +567,36 @@ impl VisionLanguageModel {
         }
         Ok(out)
     }
+}
+
+/// Refuses a `--vision-from` directory whose language model differs from the GGUF one.
+fn check_same_language_model(files: &ModelDir, gguf: &TextConfig, file: &Path) -> Result<()> {
+    let hf = &files.config.text;
+    let pairs = [
+        ("hidden size", hf.hidden_size, gguf.hidden_size),
+        ("layers", hf.num_hidden_layers, gguf.num_hidden_layers),
+        (
+            "attention heads",
+            hf.num_attention_heads,
+            gguf.num_attention_heads,
+        ),
+        (
+            "key/value heads",
+            hf.num_key_value_heads,
+            gguf.num_key_value_heads,
+        ),
+        ("vocabulary", hf.vocab_size, gguf.vocab_size),
+    ];
+    for (what, a, b) in pairs {
+        if a != b {
+            return Err(Error::Config {
+                path: file.to_path_buf(),
+                message: format!(
+                    "the GGUF language model does not match --vision-from {}: {what} {b} vs {a}",
+                    files.dir.display()
+                ),
+            });
+        }
+    }
+    Ok(())
 }

@@ -212,6 +212,7 @@ fn half_precision_runs_close_to_f32() {
         let opts = LoadOptions {
             device: Device::Cpu,
             dtype,
+            ..LoadOptions::default()
         };
         let m = VisionLanguageModel::load(&reference_dir(MODEL), &opts).expect("loads");
         for case in load_cases(MODEL) {

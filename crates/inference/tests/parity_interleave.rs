@@ -12,7 +12,7 @@ parity_suite!("llava-interleave-qwen2-tiny");
 
 #[test]
 fn config_selects_siglip_and_qwen2() {
-    let c = model().config();
+    let c = model().vision_config().unwrap();
     assert_eq!(c.vision.kind, VisionKind::Siglip);
     assert_eq!(c.text.kind, TextKind::Qwen2);
     assert!(c.text.tie_word_embeddings && c.text.qkv_bias && !c.text.o_bias);

@@ -14,7 +14,7 @@ parity_suite!("llava-next-mistral-tiny");
 
 #[test]
 fn config_selects_next_clip_and_mistral() {
-    let c = model().config();
+    let c = model().vision_config().unwrap();
     assert_eq!(c.architecture, Architecture::LlavaNext);
     assert_eq!(c.vision.kind, VisionKind::Clip);
     assert_eq!(c.text.kind, TextKind::Mistral);
@@ -27,7 +27,7 @@ fn detail_low_encodes_only_the_base_image() {
     let m = model();
     let case = &cases()[0];
     let images = parity::decode_files(case);
-    let image_token = m.config().image_token_id;
+    let image_token = m.vision_config().unwrap().image_token_id;
     let count = |details: &[ImageDetail]| {
         let p = m
             .prepare_with_detail(&case.messages, &images, details)

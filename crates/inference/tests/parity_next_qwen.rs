@@ -11,7 +11,7 @@ parity_suite!("llava-next-qwen2-tiny");
 
 #[test]
 fn config_selects_next_siglip_and_qwen2() {
-    let c = model().config();
+    let c = model().vision_config().unwrap();
     assert_eq!(c.architecture, Architecture::LlavaNext);
     assert_eq!(c.vision.kind, VisionKind::Siglip);
     assert_eq!(c.text.kind, TextKind::Qwen2);

@@ -84,6 +84,15 @@ fn fingerprint(dir: &Path, dtype: DType, device: &Device) -> String {
         }
     };
     feed(&std::fs::read(dir.join("config.json")).unwrap_or_default());
+    if dir.is_file() {
+        // A GGUF file: its size stands for its weights.
+        feed(
+            &std::fs::metadata(dir)
+                .map(|m| m.len())
+                .unwrap_or(0)
+                .to_le_bytes(),
+        );
+    }
     if let Ok(files) = vlm_inference::weights::find_weight_files(dir) {
         for f in files {
             feed(
@@ -157,18 +166,29 @@ impl RunningServer {
         let app = router(state.clone());
         let serving = tokio::spawn(async move { axum::serve(listener, app).await });
         let source = ModelSource::parse(&args.model, args.revision.as_deref());
+        let vision_source = args
+            .vision_from
+            .as_deref()
+            .map(|v| ModelSource::parse(v, args.revision.as_deref()));
+        let quantize = args.quantize.map(|q| q.ggml());
         let max_queue = args.max_queue;
         let load_state = state.clone();
         let loading = tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
             tracing::info!(model = ?source, "resolving model");
             let dir = source.resolve(true)?;
-            tracing::info!(dir = %dir.display(), ?dtype, "loading model");
+            let vision_from = match &vision_source {
+                Some(v) => Some(v.resolve(true)?),
+                None => None,
+            };
+            tracing::info!(path = %dir.display(), ?dtype, ?quantize, "loading model");
             let started = std::time::Instant::now();
             let model = VisionLanguageModel::load(
                 &dir,
                 &LoadOptions {
                     device: device.clone(),
                     dtype,
+                    quantize,
+                    vision_from,
                 },
             )?;
             tracing::info!(secs = started.elapsed().as_secs_f32(), "model loaded");

@@ -9,12 +9,22 @@ use clap::{Parser, ValueEnum};
 #[derive(Debug, Clone, Parser)]
 #[command(name = "vlm-server", version, about)]
 pub struct Args {
-    /// Model: a local directory in Hugging Face layout or a Hub id (e.g. llava-hf/llava-1.5-7b-hf).
+    /// Model: a local directory in Hugging Face layout, a GGUF file (or a directory holding
+    /// one), a Hub id (e.g. llava-hf/llava-1.5-7b-hf) or one GGUF file of a Hub repository
+    /// (owner/name/file.gguf).
     #[arg(long, env = "VLM_MODEL")]
     pub model: String,
     /// Hub revision (branch, tag or commit) when --model is a Hub id.
     #[arg(long, env = "VLM_REVISION")]
     pub revision: Option<String>,
+    /// With a GGUF language model: a LLaVA directory in Hugging Face layout (or Hub id) whose
+    /// vision tower, projector, tokenizer, chat template and image processor are used.
+    #[arg(long, env = "VLM_VISION_FROM")]
+    pub vision_from: Option<String>,
+    /// Quantize the language model's linear layers at load (safetensors models; the vision
+    /// tower stays in float).
+    #[arg(long, env = "VLM_QUANTIZE", value_enum)]
+    pub quantize: Option<QuantizeArg>,
     /// Names clients use in `model`; the first is reported. Default: the --model value.
     #[arg(
         long = "served-model-name",
@@ -70,6 +80,40 @@ pub struct Args {
     /// Largest `n` (choices per request).
     #[arg(long, env = "VLM_MAX_N", default_value_t = 16)]
     pub max_n: usize,
+}
+
+/// `--quantize` values (ggml block types).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum QuantizeArg {
+    /// 8-bit, 32-wide blocks with one scale.
+    #[value(name = "q8_0")]
+    Q8_0,
+    /// 4-bit, 32-wide blocks with one scale.
+    #[value(name = "q4_0")]
+    Q4_0,
+    /// 4-bit K-quant (256-wide super-blocks).
+    #[value(name = "q4k")]
+    Q4K,
+    /// 5-bit K-quant.
+    #[value(name = "q5k")]
+    Q5K,
+    /// 6-bit K-quant.
+    #[value(name = "q6k")]
+    Q6K,
+}
+
+impl QuantizeArg {
+    /// The ggml type.
+    pub fn ggml(self) -> candle_core::quantized::GgmlDType {
+        use candle_core::quantized::GgmlDType;
+        match self {
+            Self::Q8_0 => GgmlDType::Q8_0,
+            Self::Q4_0 => GgmlDType::Q4_0,
+            Self::Q4K => GgmlDType::Q4K,
+            Self::Q5K => GgmlDType::Q5K,
+            Self::Q6K => GgmlDType::Q6K,
+        }
+    }
 }
 
 /// `--dtype` values.

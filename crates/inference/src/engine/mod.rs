@@ -176,6 +176,7 @@ pub struct Engine {
     max_in_flight: usize,
     context_length: usize,
     vocab_size: usize,
+    has_vision: bool,
     stats: Arc<EngineStats>,
 }
 
@@ -196,7 +197,8 @@ impl Engine {
     pub fn start(model: VisionLanguageModel, max_in_flight: usize) -> Self {
         let (jobs, rx) = std::sync::mpsc::channel::<Job>();
         let context_length = model.context_length();
-        let vocab_size = model.config().text.vocab_size;
+        let vocab_size = model.text_config().vocab_size;
+        let has_vision = model.has_vision();
         let stats = Arc::new(EngineStats::default());
         let worker_stats = stats.clone();
         let spawned = std::thread::Builder::new()
@@ -211,6 +213,7 @@ impl Engine {
             max_in_flight: max_in_flight.max(1),
             context_length,
             vocab_size,
+            has_vision,
             stats,
         }
     }
@@ -246,6 +249,11 @@ impl Engine {
     /// The model's context length in tokens.
     pub fn context_length(&self) -> usize {
         self.context_length
+    }
+
+    /// Whether the model accepts images.
+    pub fn has_vision(&self) -> bool {
+        self.has_vision
     }
 
     /// Rows of the model's output layer (valid token ids are below this).

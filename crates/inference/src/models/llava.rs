@@ -2,12 +2,14 @@
 //! composed as in transformers' `modeling_llava.py`. Image features replace the
 //! placeholder tokens of the prompt, in order.
 
+use candle_core::quantized::GgmlDType;
 use candle_core::{DType, Device, Module, Result, Tensor};
 use candle_nn::VarBuilder;
 
 use crate::config::{Architecture, ModelConfig, SelectStrategy};
 use crate::image::anyres::{grid_shape, onevision_downscaled, unpadded_shape};
 use crate::models::decoder::Decoder;
+use crate::models::decoder_weights::DecoderWeights;
 use crate::models::projector::MultiModalProjector;
 use crate::models::vit::{concat_features, VisionTransformer};
 use crate::nn::kv_cache::KvCache;
@@ -35,24 +37,59 @@ struct Anyres {
     max_tiles: Option<u32>,
 }
 
-/// A loaded LLaVA or LLaVA-NeXT model.
+/// The vision half: tower, projector and how features are selected and packed.
 #[derive(Debug, Clone)]
-pub struct Llava {
+struct VisionBranch {
     vision_tower: VisionTransformer,
     multi_modal_projector: MultiModalProjector,
-    language_model: Decoder,
     feature_layers: Vec<usize>,
     select_strategy: SelectStrategy,
     image_token_id: u32,
     anyres: Option<Anyres>,
+    dtype: DType,
+}
+
+/// A loaded LLaVA / LLaVA-NeXT / OneVision model, or a text-only language model (no
+/// vision branch: images are refused).
+#[derive(Debug, Clone)]
+pub struct Llava {
+    vision: Option<VisionBranch>,
+    language_model: Decoder,
     device: Device,
     dtype: DType,
 }
 
 impl Llava {
     /// Loads from a var builder using the canonical (transformers 5) names:
-    /// `model.vision_tower`, `model.multi_modal_projector`, `model.language_model`, `lm_head`.
-    pub fn load(cfg: &ModelConfig, vb: VarBuilder) -> Result<Self> {
+    /// `model.vision_tower`, `model.multi_modal_projector`, `model.language_model`, `lm_head`;
+    /// the language model's linears are quantized to `quantize` when set.
+    pub fn load(cfg: &ModelConfig, vb: VarBuilder, quantize: Option<GgmlDType>) -> Result<Self> {
+        let weights = DecoderWeights::Float {
+            vb: vb.pp("model").pp("language_model"),
+            head: vb.pp("lm_head"),
+            quantize,
+        };
+        let language_model = Decoder::load(&cfg.text, &weights)?;
+        Self::with_language_model(cfg, vb, language_model)
+    }
+
+    /// A text-only model: no vision branch.
+    pub fn text_only(language_model: Decoder) -> Self {
+        Self {
+            vision: None,
+            device: language_model.device().clone(),
+            dtype: language_model.dtype(),
+            language_model,
+        }
+    }
+
+    /// Loads the vision tower and projector from `vb` (canonical names) and pairs them with
+    /// an already loaded language model (e.g. from GGUF).
+    pub fn with_language_model(
+        cfg: &ModelConfig,
+        vb: VarBuilder,
+        language_model: Decoder,
+    ) -> Result<Self> {
         let m = vb.pp("model");
         let vision_tower = VisionTransformer::load(&cfg.vision, m.pp("vision_tower"))?;
         let n_states = vision_tower.num_hidden_states() as i64;
@@ -78,7 +115,7 @@ impl Llava {
                 max_tiles: cfg.anyres_max_tiles,
             }),
         };
-        Ok(Self {
+        let vision = VisionBranch {
             anyres,
             multi_modal_projector: MultiModalProjector::load(
                 vision_dim,
@@ -87,27 +124,43 @@ impl Llava {
                 cfg.projector_bias,
                 m.pp("multi_modal_projector"),
             )?,
-            language_model: Decoder::load(&cfg.text, m.pp("language_model"), vb.pp("lm_head"))?,
             vision_tower,
             feature_layers,
             select_strategy: cfg.select_strategy,
             image_token_id: cfg.image_token_id,
-            device: vb.device().clone(),
             dtype: vb.dtype(),
+        };
+        Ok(Self {
+            vision: Some(vision),
+            device: language_model.device().clone(),
+            dtype: language_model.dtype(),
+            language_model,
         })
+    }
+
+    fn vision(&self) -> Result<&VisionBranch> {
+        self.vision
+            .as_ref()
+            .ok_or_else(|| candle_core::Error::Msg("this model has no vision tower".into()))
+    }
+
+    /// Whether the model takes images.
+    pub fn has_vision(&self) -> bool {
+        self.vision.is_some()
     }
 
     /// Encodes `(n, 3, H, W)` pixel values into `(n, tokens_per_tile, text_hidden)`.
     pub fn encode_images(&self, pixel_values: &Tensor) -> Result<Tensor> {
-        let states = self
+        let v = self.vision()?;
+        let states = v
             .vision_tower
-            .hidden_states(pixel_values, &self.feature_layers)?;
+            .hidden_states(pixel_values, &v.feature_layers)?;
         let feats = concat_features(&states)?;
-        let feats = match self.select_strategy {
+        let feats = match v.select_strategy {
             SelectStrategy::Default => feats.narrow(1, 1, feats.dim(1)? - 1)?,
             SelectStrategy::Full => feats,
         };
-        self.multi_modal_projector.forward(&feats)
+        v.multi_modal_projector.forward(&feats)
     }
 
     /// Embeds `input_ids` (a 1-D list) and puts the rows of `image_features`
@@ -121,10 +174,11 @@ impl Llava {
         let device = self.device();
         let ids = Tensor::new(input_ids, device)?;
         let text = self.language_model.embed(&ids)?;
+        let image_token = self.vision.as_ref().map(|v| v.image_token_id);
         let positions: Vec<usize> = input_ids
             .iter()
             .enumerate()
-            .filter(|(_, &t)| t == self.image_token_id)
+            .filter(|(_, &t)| Some(t) == image_token)
             .map(|(i, _)| i)
             .collect();
         let feats = match image_features {
@@ -172,16 +226,17 @@ impl Llava {
         self.dtype
     }
 
-    /// The placeholder token id that image features replace.
-    pub fn image_token_id(&self) -> u32 {
-        self.image_token_id
+    /// The placeholder token id that image features replace (`None` without vision).
+    pub fn image_token_id(&self) -> Option<u32> {
+        self.vision.as_ref().map(|v| v.image_token_id)
     }
 
     /// The image features for the prompt, `(total_tokens, text_hidden)`, in order: all tiles'
     /// features for plain LLaVA; base + unpadded grid with newlines for LLaVA-NeXT.
     pub fn image_features(&self, images: &ImageBatch) -> Result<Tensor> {
-        let feats = self.encode_images(&images.pixel_values.to_dtype(self.dtype)?)?;
-        let Some(anyres) = &self.anyres else {
+        let v = self.vision()?;
+        let feats = self.encode_images(&images.pixel_values.to_dtype(v.dtype)?)?;
+        let Some(anyres) = &v.anyres else {
             return feats.flatten_to(1);
         };
         let mut packed = Vec::with_capacity(images.tiles_per_image.len());

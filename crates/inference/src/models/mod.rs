@@ -1,6 +1,7 @@
 //! Model families: vision towers, projector, decoders and their composition.
 
 pub mod decoder;
+pub mod decoder_weights;
 pub mod llava;
 pub mod projector;
 pub mod vit;

@@ -1,35 +1,33 @@
 //! The gated MLP of Llama-family decoders: `down(act(gate(x)) * up(x))`.
 
 use candle_core::{Module, Result, Tensor};
-use candle_nn::{Linear, VarBuilder};
 
 use super::activation::Activation;
-use super::linear::linear;
+use super::linear::LinearLayer;
 
 /// `gate_proj`, `up_proj`, `down_proj` with an activation on the gate.
 #[derive(Debug, Clone)]
 pub struct GatedMlp {
-    gate_proj: Linear,
-    up_proj: Linear,
-    down_proj: Linear,
+    gate_proj: LinearLayer,
+    up_proj: LinearLayer,
+    down_proj: LinearLayer,
     act: Activation,
 }
 
 impl GatedMlp {
-    /// Loads the three projections under `vb` (`mlp.*`).
-    pub fn load(
-        hidden: usize,
-        intermediate: usize,
-        bias: bool,
+    /// Assembles the MLP from its three projections.
+    pub fn new(
+        gate_proj: LinearLayer,
+        up_proj: LinearLayer,
+        down_proj: LinearLayer,
         act: Activation,
-        vb: VarBuilder,
-    ) -> Result<Self> {
-        Ok(Self {
-            gate_proj: linear(hidden, intermediate, bias, vb.pp("gate_proj"))?,
-            up_proj: linear(hidden, intermediate, bias, vb.pp("up_proj"))?,
-            down_proj: linear(intermediate, hidden, bias, vb.pp("down_proj"))?,
+    ) -> Self {
+        Self {
+            gate_proj,
+            up_proj,
+            down_proj,
             act,
-        })
+        }
     }
 }
 

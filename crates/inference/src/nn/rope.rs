@@ -5,11 +5,23 @@ use candle_core::{DType, Device, Result, Tensor};
 
 use crate::config::{RopeConfig, RopeScaling};
 
+/// Which dimensions of a head are rotated together.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RopeLayout {
+    /// Dimension `i` pairs with `i + head_dim / 2` (Hugging Face checkpoints).
+    #[default]
+    Half,
+    /// Dimension `2i` pairs with `2i + 1` (llama.cpp's GGUF llama weights, whose q/k rows
+    /// the converter permuted).
+    Interleaved,
+}
+
 /// Precomputed cos/sin tables for every position up to the context length.
 #[derive(Debug, Clone)]
 pub struct RotaryEmbedding {
     cos: Tensor,
     sin: Tensor,
+    layout: RopeLayout,
 }
 
 impl RotaryEmbedding {
@@ -18,6 +30,7 @@ impl RotaryEmbedding {
         cfg: &RopeConfig,
         head_dim: usize,
         max_positions: usize,
+        layout: RopeLayout,
         dtype: DType,
         device: &Device,
     ) -> Result<Self> {
@@ -40,6 +53,7 @@ impl RotaryEmbedding {
         Ok(Self {
             cos: freqs.cos()?.to_dtype(dtype)?,
             sin: freqs.sin()?.to_dtype(dtype)?,
+            layout,
         })
     }
 
@@ -49,8 +63,12 @@ impl RotaryEmbedding {
         let seq = q.dim(2)?;
         let cos = self.cos.narrow(0, offset, seq)?;
         let sin = self.sin.narrow(0, offset, seq)?;
-        let q = candle_nn::rotary_emb::rope(&q.contiguous()?, &cos, &sin)?;
-        let k = candle_nn::rotary_emb::rope(&k.contiguous()?, &cos, &sin)?;
+        let rotate = match self.layout {
+            RopeLayout::Half => candle_nn::rotary_emb::rope,
+            RopeLayout::Interleaved => candle_nn::rotary_emb::rope_i,
+        };
+        let q = rotate(&q.contiguous()?, &cos, &sin)?;
+        let k = rotate(&k.contiguous()?, &cos, &sin)?;
         Ok((q, k))
     }
 

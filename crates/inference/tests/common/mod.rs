@@ -165,6 +165,7 @@ pub mod parity {
     pub fn pixel_tolerance(m: &VisionLanguageModel) -> f32 {
         let min_std = m
             .image_processor()
+            .expect("a vision model")
             .image_std
             .iter()
             .copied()
@@ -229,7 +230,7 @@ pub mod parity {
 
     /// Image tokens per image equal the HF processor's (counted in the golden input_ids).
     pub fn image_token_counts(m: &VisionLanguageModel, cases: &[GoldenCase]) {
-        let image_token = m.config().image_token_id;
+        let image_token = m.vision_config().unwrap().image_token_id;
         for case in cases {
             let expected = case.input_ids.iter().filter(|&&t| t == image_token).count();
             let ours: usize = case

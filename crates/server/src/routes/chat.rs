@@ -48,6 +48,10 @@ pub async fn chat_completions(
             format!("token id {id} in `logit_bias` is outside the vocabulary (0..{vocab})"),
         ));
     }
+    if !chat.images.is_empty() && !engine.has_vision() {
+        return Err(ApiError::invalid("messages", vlm_inference::vlm::NO_VISION)
+            .with_code("model_has_no_vision"));
+    }
     let images = load_images(&state, &chat.images).await?;
     let request = GenerationRequest {
         messages: chat.messages.clone(),

@@ -1,0 +1,84 @@
+//! The language-model configuration of a llama-architecture GGUF file.
+
+use candle_core::quantized::gguf_file::Content;
+
+use super::Metadata;
+use crate::config::{RopeConfig, RopeScaling, TextConfig, TextKind};
+use crate::error::{Error, Result};
+use crate::nn::activation::Activation;
+
+/// Builds a [`TextConfig`] from `general.architecture` = `llama` metadata
+/// (`llama.block_count`, `llama.embedding_length`, …). Other architectures are refused.
+pub fn text_config(content: &Content) -> Result<TextConfig> {
+    let md = Metadata::new(content);
+    let arch = md.string("general.architecture")?;
+    if arch != "llama" {
+        return Err(Error::Unsupported {
+            what: "GGUF architecture (only llama is supported)",
+            name: arch.to_string(),
+        });
+    }
+    let need = |key: &str| -> Result<usize> {
+        md.opt_u32(&format!("{arch}.{key}"))
+            .map(|v| v as usize)
+            .ok_or_else(|| Error::Weights(format!("GGUF metadata `{arch}.{key}` is missing")))
+    };
+    let hidden_size = need("embedding_length")?;
+    let num_attention_heads = need("attention.head_count")?;
+    let num_key_value_heads = md
+        .opt_u32(&format!("{arch}.attention.head_count_kv"))
+        .map(|v| v as usize)
+        .unwrap_or(num_attention_heads);
+    let head_dim = md
+        .opt_u32(&format!("{arch}.attention.key_length"))
+        .or_else(|| md.opt_u32(&format!("{arch}.rope.dimension_count")))
+        .map(|v| v as usize)
+        .unwrap_or(hidden_size / num_attention_heads.max(1));
+    let vocab_size = match md.opt_u32(&format!("{arch}.vocab_size")) {
+        Some(v) => v as usize,
+        None => md.strings("tokenizer.ggml.tokens")?.len(),
+    };
+    let theta = md
+        .opt_f64(&format!("{arch}.rope.freq_base"))
+        .unwrap_or(10_000.0);
+    let scaling = match md.opt_string(&format!("{arch}.rope.scaling.type")) {
+        None | Some("none") => RopeScaling::None,
+        Some("linear") => RopeScaling::Linear {
+            factor: md
+                .opt_f64(&format!("{arch}.rope.scaling.factor"))
+                .unwrap_or(1.0),
+        },
+        Some(other) => {
+            return Err(Error::Unsupported {
+                what: "GGUF rope scaling type",
+                name: other.to_string(),
+            })
+        }
+    };
+    let eps = md
+        .opt_f64(&format!("{arch}.attention.layer_norm_rms_epsilon"))
+        .unwrap_or(1e-5);
+    Ok(TextConfig {
+        kind: TextKind::Llama,
+        vocab_size,
+        hidden_size,
+        intermediate_size: need("feed_forward_length")?,
+        num_hidden_layers: need("block_count")?,
+        num_attention_heads,
+        num_key_value_heads,
+        head_dim,
+        rms_norm_eps: eps,
+        rope: RopeConfig { theta, scaling },
+        max_position_embeddings: need("context_length")?,
+        qkv_bias: content.tensor_infos.contains_key("blk.0.attn_q.bias"),
+        o_bias: content.tensor_infos.contains_key("blk.0.attn_output.bias"),
+        sliding_window: None,
+        mlp_bias: false,
+        hidden_act: Activation::Silu,
+        tie_word_embeddings: !content.tensor_infos.contains_key("output.weight"),
+        eos_token_ids: md
+            .opt_u32("tokenizer.ggml.eos_token_id")
+            .into_iter()
+            .collect(),
+    })
+}

@@ -1,0 +1,197 @@
+//! Where a [`Decoder`](super::decoder::Decoder)'s weights come from: float safetensors
+//! (optionally quantized at load) under Hugging Face names, or a GGUF file under
+//! llama.cpp names. Callers ask by the Hugging Face name relative to the text model root
+//! (`layers.3.self_attn.q_proj`, `norm`, `embed_tokens`).
+
+use candle_core::quantized::GgmlDType;
+use candle_core::{DType, Device, Result, Tensor};
+use candle_nn::VarBuilder;
+
+use crate::gguf::weights::GgufTensors;
+use crate::nn::linear::{linear, LinearLayer};
+use crate::nn::rope::RopeLayout;
+
+/// A source of decoder weights.
+pub enum DecoderWeights<'a> {
+    /// Safetensors through a var builder rooted at the text model (`…language_model`),
+    /// the LM head at `head`; linears quantized to `quantize` when set.
+    Float {
+        /// The text model root.
+        vb: VarBuilder<'a>,
+        /// The LM head (`lm_head`).
+        head: VarBuilder<'a>,
+        /// In-situ quantization of every decoder linear and the head.
+        quantize: Option<GgmlDType>,
+    },
+    /// A llama-architecture GGUF file.
+    Gguf(&'a GgufTensors),
+}
+
+fn err(e: crate::Error) -> candle_core::Error {
+    candle_core::Error::Msg(e.to_string())
+}
+
+/// llama.cpp's tensor name for a Hugging Face module path (without `.weight`).
+fn gguf_name(hf: &str) -> String {
+    const MAP: [(&str, &str); 9] = [
+        ("self_attn.q_proj", "attn_q"),
+        ("self_attn.k_proj", "attn_k"),
+        ("self_attn.v_proj", "attn_v"),
+        ("self_attn.o_proj", "attn_output"),
+        ("mlp.gate_proj", "ffn_gate"),
+        ("mlp.up_proj", "ffn_up"),
+        ("mlp.down_proj", "ffn_down"),
+        ("input_layernorm", "attn_norm"),
+        ("post_attention_layernorm", "ffn_norm"),
+    ];
+    match hf {
+        "embed_tokens" => return "token_embd".into(),
+        "norm" => return "output_norm".into(),
+        "lm_head" => return "output".into(),
+        _ => {}
+    }
+    if let Some(rest) = hf.strip_prefix("layers.") {
+        if let Some((layer, module)) = rest.split_once('.') {
+            if let Some((_, g)) = MAP.iter().find(|(h, _)| *h == module) {
+                return format!("blk.{layer}.{g}");
+            }
+        }
+    }
+    hf.to_string()
+}
+
+impl DecoderWeights<'_> {
+    /// The dtype activations run in.
+    pub fn dtype(&self) -> DType {
+        match self {
+            Self::Float { vb, .. } => vb.dtype(),
+            Self::Gguf(_) => DType::F32,
+        }
+    }
+
+    /// The device the weights live on.
+    pub fn device(&self) -> Device {
+        match self {
+            Self::Float { vb, .. } => vb.device().clone(),
+            Self::Gguf(g) => g.device().clone(),
+        }
+    }
+
+    /// How q/k are laid out for rotary embeddings: llama.cpp's converter permutes the
+    /// llama q/k rows so that rotated pairs are adjacent (GPT-J style).
+    pub fn rope_layout(&self) -> RopeLayout {
+        match self {
+            Self::Float { .. } => RopeLayout::Half,
+            Self::Gguf(_) => RopeLayout::Interleaved,
+        }
+    }
+
+    /// A linear layer `name` mapping `in_dim` → `out_dim`.
+    pub fn linear(
+        &self,
+        name: &str,
+        in_dim: usize,
+        out_dim: usize,
+        bias: bool,
+    ) -> Result<LinearLayer> {
+        match self {
+            Self::Float { vb, quantize, .. } => {
+                let l = linear(in_dim, out_dim, bias, vb.pp(name))?;
+                match quantize {
+                    Some(q) => LinearLayer::quantize(&l, *q),
+                    None => Ok(LinearLayer::Float(l)),
+                }
+            }
+            Self::Gguf(g) => Self::gguf_linear(g, &gguf_name(name), in_dim, out_dim, bias),
+        }
+    }
+
+    fn gguf_linear(
+        g: &GgufTensors,
+        name: &str,
+        in_dim: usize,
+        out_dim: usize,
+        bias: bool,
+    ) -> Result<LinearLayer> {
+        let w = g
+            .get(&format!("{name}.weight"), &[out_dim, in_dim])
+            .map_err(err)?;
+        let b = if bias {
+            let b = g.get(&format!("{name}.bias"), &[out_dim]).map_err(err)?;
+            Some(b.dequantize(g.device())?)
+        } else {
+            None
+        };
+        LinearLayer::from_qtensor(w, b)
+    }
+
+    /// A float vector `name.weight` of `size` (norm weights), in the activation dtype.
+    pub fn vector(&self, name: &str, size: usize) -> Result<Tensor> {
+        match self {
+            Self::Float { vb, .. } => vb.pp(name).get(size, "weight"),
+            Self::Gguf(g) => g
+                .get(&format!("{}.weight", gguf_name(name)), &[size])
+                .map_err(err)?
+                .dequantize(g.device()),
+        }
+    }
+
+    /// The `(vocab, hidden)` embedding matrix in the activation dtype.
+    pub fn embedding(&self, vocab: usize, hidden: usize) -> Result<Tensor> {
+        match self {
+            Self::Float { vb, .. } => vb.pp("embed_tokens").get((vocab, hidden), "weight"),
+            Self::Gguf(g) => g
+                .get("token_embd.weight", &[vocab, hidden])
+                .map_err(err)?
+                .dequantize(g.device()),
+        }
+    }
+
+    /// The LM head; with `tied` it reuses the embedding (`embeddings`, or for GGUF the
+    /// quantized `token_embd` itself).
+    pub fn lm_head(
+        &self,
+        vocab: usize,
+        hidden: usize,
+        tied: bool,
+        embeddings: &Tensor,
+    ) -> Result<LinearLayer> {
+        match self {
+            Self::Float { head, quantize, .. } => {
+                let l = if tied {
+                    candle_nn::Linear::new(embeddings.clone(), None)
+                } else {
+                    candle_nn::linear_no_bias(hidden, vocab, head.clone())?
+                };
+                match quantize {
+                    Some(q) => LinearLayer::quantize(&l, *q),
+                    None => Ok(LinearLayer::Float(l)),
+                }
+            }
+            Self::Gguf(g) => {
+                let name = if tied { "token_embd" } else { "output" };
+                Self::gguf_linear(g, name, hidden, vocab, false)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::gguf_name;
+
+    #[test]
+    fn maps_hf_names_to_llama_cpp() {
+        assert_eq!(
+            gguf_name("layers.12.self_attn.o_proj"),
+            "blk.12.attn_output"
+        );
+        assert_eq!(gguf_name("layers.0.mlp.down_proj"), "blk.0.ffn_down");
+        assert_eq!(
+            gguf_name("layers.3.post_attention_layernorm"),
+            "blk.3.ffn_norm"
+        );
+        assert_eq!(gguf_name("norm"), "output_norm");
+        assert_eq!(gguf_name("embed_tokens"), "token_embd");
+    }
+}
