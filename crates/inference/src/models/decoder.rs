@@ -3,36 +3,38 @@
 //! The KV cache is owned by the caller and passed into [`Decoder::forward`].
 
 use candle_core::{DType, Device, Module, Result, Tensor};
-use candle_nn::{Embedding, Linear, RmsNorm, VarBuilder};
+use candle_nn::{Embedding, RmsNorm};
 
+use super::decoder_weights::DecoderWeights;
 use crate::config::TextConfig;
 use crate::nn::attention::{attention, causal_mask, merge_heads, split_heads};
 use crate::nn::kv_cache::{KvCache, LayerCache};
-use crate::nn::linear::linear;
+use crate::nn::linear::LinearLayer;
 use crate::nn::mlp::GatedMlp;
 use crate::nn::rope::RotaryEmbedding;
 
 #[derive(Debug, Clone)]
 struct SelfAttention {
-    q_proj: Linear,
-    k_proj: Linear,
-    v_proj: Linear,
-    o_proj: Linear,
+    q_proj: LinearLayer,
+    k_proj: LinearLayer,
+    v_proj: LinearLayer,
+    o_proj: LinearLayer,
     heads: usize,
     kv_heads: usize,
     head_dim: usize,
 }
 
 impl SelfAttention {
-    fn load(cfg: &TextConfig, vb: VarBuilder) -> Result<Self> {
+    fn load(cfg: &TextConfig, w: &DecoderWeights, prefix: &str) -> Result<Self> {
         let (h, d) = (cfg.hidden_size, cfg.head_dim);
         let (nq, nkv) = (cfg.num_attention_heads, cfg.num_key_value_heads);
         let bias = cfg.qkv_bias;
+        let p = |name: &str| format!("{prefix}.{name}");
         Ok(Self {
-            q_proj: linear(h, nq * d, bias, vb.pp("q_proj"))?,
-            k_proj: linear(h, nkv * d, bias, vb.pp("k_proj"))?,
-            v_proj: linear(h, nkv * d, bias, vb.pp("v_proj"))?,
-            o_proj: linear(nq * d, h, cfg.o_bias, vb.pp("o_proj"))?,
+            q_proj: w.linear(&p("q_proj"), h, nq * d, bias)?,
+            k_proj: w.linear(&p("k_proj"), h, nkv * d, bias)?,
+            v_proj: w.linear(&p("v_proj"), h, nkv * d, bias)?,
+            o_proj: w.linear(&p("o_proj"), nq * d, h, cfg.o_bias)?,
             heads: nq,
             kv_heads: nkv,
             head_dim: d,
@@ -67,23 +69,23 @@ struct DecoderLayer {
 }
 
 impl DecoderLayer {
-    fn load(cfg: &TextConfig, vb: VarBuilder) -> Result<Self> {
-        let h = cfg.hidden_size;
+    fn load(cfg: &TextConfig, w: &DecoderWeights, layer: usize) -> Result<Self> {
+        let (h, i) = (cfg.hidden_size, cfg.intermediate_size);
+        let p = |name: &str| format!("layers.{layer}.{name}");
+        let norm = |name: &str| -> Result<RmsNorm> {
+            Ok(RmsNorm::new(w.vector(&p(name), h)?, cfg.rms_norm_eps))
+        };
+        let bias = cfg.mlp_bias;
         Ok(Self {
-            input_layernorm: candle_nn::rms_norm(h, cfg.rms_norm_eps, vb.pp("input_layernorm"))?,
-            self_attn: SelfAttention::load(cfg, vb.pp("self_attn"))?,
-            post_attention_layernorm: candle_nn::rms_norm(
-                h,
-                cfg.rms_norm_eps,
-                vb.pp("post_attention_layernorm"),
-            )?,
-            mlp: GatedMlp::load(
-                h,
-                cfg.intermediate_size,
-                cfg.mlp_bias,
+            input_layernorm: norm("input_layernorm")?,
+            self_attn: SelfAttention::load(cfg, w, &p("self_attn"))?,
+            post_attention_layernorm: norm("post_attention_layernorm")?,
+            mlp: GatedMlp::new(
+                w.linear(&p("mlp.gate_proj"), h, i, bias)?,
+                w.linear(&p("mlp.up_proj"), h, i, bias)?,
+                w.linear(&p("mlp.down_proj"), i, h, bias)?,
                 cfg.hidden_act,
-                vb.pp("mlp"),
-            )?,
+            ),
         })
     }
 
@@ -111,7 +113,7 @@ pub struct Decoder {
     embed_tokens: Embedding,
     layers: Vec<DecoderLayer>,
     norm: RmsNorm,
-    lm_head: Linear,
+    lm_head: LinearLayer,
     rope: RotaryEmbedding,
     sliding_window: Option<usize>,
     dtype: DType,
@@ -119,35 +121,32 @@ pub struct Decoder {
 }
 
 impl Decoder {
-    /// Loads the decoder; `vb` points at the text model's root (`…language_model`) and
-    /// `head_vb` at the LM head (`lm_head`).
-    pub fn load(cfg: &TextConfig, vb: VarBuilder, head_vb: VarBuilder) -> Result<Self> {
-        let embed_tokens =
-            candle_nn::embedding(cfg.vocab_size, cfg.hidden_size, vb.pp("embed_tokens"))?;
+    /// Loads the decoder from `weights` (safetensors or GGUF).
+    pub fn load(cfg: &TextConfig, weights: &DecoderWeights) -> Result<Self> {
+        let (vocab, hidden) = (cfg.vocab_size, cfg.hidden_size);
+        let table = weights.embedding(vocab, hidden)?;
         let layers = (0..cfg.num_hidden_layers)
-            .map(|i| DecoderLayer::load(cfg, vb.pp("layers").pp(i)))
+            .map(|i| DecoderLayer::load(cfg, weights, i))
             .collect::<Result<Vec<_>>>()?;
-        let lm_head = if cfg.tie_word_embeddings {
-            Linear::new(embed_tokens.embeddings().clone(), None)
-        } else {
-            candle_nn::linear_no_bias(cfg.hidden_size, cfg.vocab_size, head_vb)?
-        };
+        let lm_head = weights.lm_head(vocab, hidden, cfg.tie_word_embeddings, &table)?;
+        let (dtype, device) = (weights.dtype(), weights.device());
         let rope = RotaryEmbedding::new(
             &cfg.rope,
             cfg.head_dim,
             cfg.max_position_embeddings,
-            vb.dtype(),
-            vb.device(),
+            weights.rope_layout(),
+            dtype,
+            &device,
         )?;
         Ok(Self {
-            embed_tokens,
+            embed_tokens: Embedding::new(table, hidden),
             layers,
-            norm: candle_nn::rms_norm(cfg.hidden_size, cfg.rms_norm_eps, vb.pp("norm"))?,
+            norm: RmsNorm::new(weights.vector("norm", hidden)?, cfg.rms_norm_eps),
             lm_head,
             rope,
             sliding_window: cfg.sliding_window,
-            dtype: vb.dtype(),
-            device: vb.device().clone(),
+            dtype,
+            device,
         })
     }
 
@@ -193,6 +192,16 @@ impl Decoder {
     /// Projects hidden states to vocabulary logits.
     pub fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
         self.lm_head.forward(hidden)
+    }
+
+    /// The device the weights live on.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// The activation dtype.
+    pub fn dtype(&self) -> DType {
+        self.dtype
     }
 
     /// Number of layers (the size of a [`KvCache`] for this model).
