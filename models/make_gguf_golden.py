@@ -51,8 +51,10 @@ def main() -> None:
         if not torch.is_tensor(ids):
             ids = ids["input_ids"]
         with torch.no_grad():
+            # An explicit mask: <|im_end|> is also the pad id (2), and generate() would
+            # otherwise mask every <|im_end|> of the prompt out.
             out = model.generate(
-                ids, max_new_tokens=STEPS, do_sample=False, output_logits=True,
+                ids, attention_mask=torch.ones_like(ids), max_new_tokens=STEPS, do_sample=False, output_logits=True,
                 return_dict_in_generate=True, eos_token_id=None, pad_token_id=2,
             )
         steps = [l[0].float() for l in out.logits]

@@ -35,6 +35,9 @@ pub struct LoadOptions {
     /// With a GGUF language model: a LLaVA directory in Hugging Face layout whose vision
     /// tower, projector, tokenizer, chat template and processor are used.
     pub vision_from: Option<PathBuf>,
+    /// Dequantize GGUF weights to f32 at load (exact f32 math, as transformers runs GGUF
+    /// files; several times the memory and slower on CPU).
+    pub dequantize_gguf: bool,
 }
 
 impl Default for LoadOptions {
@@ -44,6 +47,7 @@ impl Default for LoadOptions {
             dtype: DType::F32,
             quantize: None,
             vision_from: None,
+            dequantize_gguf: false,
         }
     }
 }
@@ -123,7 +127,10 @@ impl VisionLanguageModel {
     pub fn load_gguf(file: &Path, opts: &LoadOptions) -> Result<Self> {
         let tensors = GgufTensors::open(file, &opts.device)?;
         let text = crate::gguf::config::text_config(tensors.content())?;
-        let decoder = Decoder::load(&text, &DecoderWeights::Gguf(&tensors))
+        let decoder = Decoder::load(&text, &DecoderWeights::Gguf {
+            file: &tensors,
+            dequantize: opts.dequantize_gguf,
+        })
             .map_err(|e| Error::Weights(e.to_string()))?;
         if let Some(dir) = &opts.vision_from {
             let files = ModelDir::open(dir)?;

@@ -24,7 +24,12 @@ pub enum DecoderWeights<'a> {
         quantize: Option<GgmlDType>,
     },
     /// A llama-architecture GGUF file.
-    Gguf(&'a GgufTensors),
+    Gguf {
+        /// The open file.
+        file: &'a GgufTensors,
+        /// Dequantize every matrix to f32 (exact f32 math instead of quantized kernels).
+        dequantize: bool,
+    },
 }
 
 fn err(e: crate::Error) -> candle_core::Error {
@@ -65,7 +70,7 @@ impl DecoderWeights<'_> {
     pub fn dtype(&self) -> DType {
         match self {
             Self::Float { vb, .. } => vb.dtype(),
-            Self::Gguf(_) => DType::F32,
+            Self::Gguf { .. } => DType::F32,
         }
     }
 
@@ -73,7 +78,7 @@ impl DecoderWeights<'_> {
     pub fn device(&self) -> Device {
         match self {
             Self::Float { vb, .. } => vb.device().clone(),
-            Self::Gguf(g) => g.device().clone(),
+            Self::Gguf { file, .. } => file.device().clone(),
         }
     }
 
@@ -82,7 +87,7 @@ impl DecoderWeights<'_> {
     pub fn rope_layout(&self) -> RopeLayout {
         match self {
             Self::Float { .. } => RopeLayout::Half,
-            Self::Gguf(_) => RopeLayout::Interleaved,
+            Self::Gguf { .. } => RopeLayout::Interleaved,
         }
     }
 
@@ -102,7 +107,9 @@ impl DecoderWeights<'_> {
                     None => Ok(LinearLayer::Float(l)),
                 }
             }
-            Self::Gguf(g) => Self::gguf_linear(g, &gguf_name(name), in_dim, out_dim, bias),
+            Self::Gguf { file, dequantize } => {
+                Self::gguf_linear(file, &gguf_name(name), in_dim, out_dim, bias, *dequantize)
+            }
         }
     }
 
@@ -112,6 +119,7 @@ impl DecoderWeights<'_> {
         in_dim: usize,
         out_dim: usize,
         bias: bool,
+        dequantize: bool,
     ) -> Result<LinearLayer> {
         let w = g
             .get(&format!("{name}.weight"), &[out_dim, in_dim])
@@ -122,6 +130,10 @@ impl DecoderWeights<'_> {
         } else {
             None
         };
+        if dequantize {
+            let w = w.dequantize(g.device())?;
+            return Ok(LinearLayer::Float(candle_nn::Linear::new(w, b)));
+        }
         LinearLayer::from_qtensor(w, b)
     }
 
@@ -129,7 +141,7 @@ impl DecoderWeights<'_> {
     pub fn vector(&self, name: &str, size: usize) -> Result<Tensor> {
         match self {
             Self::Float { vb, .. } => vb.pp(name).get(size, "weight"),
-            Self::Gguf(g) => g
+            Self::Gguf { file: g, .. } => g
                 .get(&format!("{}.weight", gguf_name(name)), &[size])
                 .map_err(err)?
                 .dequantize(g.device()),
@@ -140,7 +152,7 @@ impl DecoderWeights<'_> {
     pub fn embedding(&self, vocab: usize, hidden: usize) -> Result<Tensor> {
         match self {
             Self::Float { vb, .. } => vb.pp("embed_tokens").get((vocab, hidden), "weight"),
-            Self::Gguf(g) => g
+            Self::Gguf { file: g, .. } => g
                 .get("token_embd.weight", &[vocab, hidden])
                 .map_err(err)?
                 .dequantize(g.device()),
@@ -168,9 +180,9 @@ impl DecoderWeights<'_> {
                     None => Ok(LinearLayer::Float(l)),
                 }
             }
-            Self::Gguf(g) => {
+            Self::Gguf { file, dequantize } => {
                 let name = if tied { "token_embd" } else { "output" };
-                Self::gguf_linear(g, name, hidden, vocab, false)
+                Self::gguf_linear(file, name, hidden, vocab, false, *dequantize)
             }
         }
     }
