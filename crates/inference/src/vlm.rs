@@ -127,11 +127,14 @@ impl VisionLanguageModel {
     pub fn load_gguf(file: &Path, opts: &LoadOptions) -> Result<Self> {
         let tensors = GgufTensors::open(file, &opts.device)?;
         let text = crate::gguf::config::text_config(tensors.content())?;
-        let decoder = Decoder::load(&text, &DecoderWeights::Gguf {
-            file: &tensors,
-            dequantize: opts.dequantize_gguf,
-        })
-            .map_err(|e| Error::Weights(e.to_string()))?;
+        let decoder = Decoder::load(
+            &text,
+            &DecoderWeights::Gguf {
+                file: &tensors,
+                dequantize: opts.dequantize_gguf,
+            },
+        )
+        .map_err(|e| Error::Weights(e.to_string()))?;
         if let Some(dir) = &opts.vision_from {
             let files = ModelDir::open(dir)?;
             check_same_language_model(&files, &text, file)?;
@@ -579,7 +582,22 @@ impl VisionLanguageModel {
 /// Refuses a `--vision-from` directory whose language model differs from the GGUF one.
 fn check_same_language_model(files: &ModelDir, gguf: &TextConfig, file: &Path) -> Result<()> {
     let hf = &files.config.text;
+    if hf.kind != gguf.kind || hf.qkv_bias != gguf.qkv_bias {
+        return Err(Error::Config {
+            path: file.to_path_buf(),
+            message: format!(
+                "the GGUF language model does not match --vision-from {}: {:?} (q/k/v bias {}) \
+                 vs {:?} (q/k/v bias {})",
+                files.dir.display(),
+                gguf.kind,
+                gguf.qkv_bias,
+                hf.kind,
+                hf.qkv_bias
+            ),
+        });
+    }
     let pairs = [
+        ("head size", hf.head_dim, gguf.head_dim),
         ("hidden size", hf.hidden_size, gguf.hidden_size),
         ("layers", hf.num_hidden_layers, gguf.num_hidden_layers),
         (

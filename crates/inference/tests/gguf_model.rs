@@ -96,7 +96,12 @@ fn golden() -> Vec<Case> {
                 .as_array()
                 .expect("top")
                 .iter()
-                .map(|p| (p[0].as_u64().expect("id") as u32, p[1].as_f64().expect("v") as f32))
+                .map(|p| {
+                    (
+                        p[0].as_u64().expect("id") as u32,
+                        p[1].as_f64().expect("v") as f32,
+                    )
+                })
                 .collect(),
         })
         .collect()
@@ -112,7 +117,9 @@ fn ask(question: &str) -> vlm_inference::PreparedPrompt {
 fn prompts_match_transformers_chat_template_and_tokenizer() {
     for case in golden() {
         let p = ask(&case.question);
-        assert!(p.prompt.contains("You are a helpful AI assistant named SmolLM"));
+        assert!(p
+            .prompt
+            .contains("You are a helpful AI assistant named SmolLM"));
         assert_eq!(p.input_ids, case.prompt_ids, "{}", case.question);
     }
 }

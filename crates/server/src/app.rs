@@ -171,6 +171,7 @@ impl RunningServer {
             .as_deref()
             .map(|v| ModelSource::parse(v, args.revision.as_deref()));
         let quantize = args.quantize.map(|q| q.ggml());
+        let dequantize_gguf = args.dequantize_gguf;
         let max_queue = args.max_queue;
         let load_state = state.clone();
         let loading = tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
@@ -189,6 +190,7 @@ impl RunningServer {
                     dtype,
                     quantize,
                     vision_from,
+                    dequantize_gguf,
                 },
             )?;
             tracing::info!(secs = started.elapsed().as_secs_f32(), "model loaded");

@@ -25,6 +25,10 @@ pub struct Args {
     /// tower stays in float).
     #[arg(long, env = "VLM_QUANTIZE", value_enum)]
     pub quantize: Option<QuantizeArg>,
+    /// Dequantize GGUF weights to f32 at load: exact f32 math (what transformers computes),
+    /// at several times the memory and a slower CPU decode.
+    #[arg(long, env = "VLM_DEQUANTIZE_GGUF")]
+    pub dequantize_gguf: bool,
     /// Names clients use in `model`; the first is reported. Default: the --model value.
     #[arg(
         long = "served-model-name",
