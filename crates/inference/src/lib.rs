@@ -10,6 +10,7 @@ pub mod error;
 pub mod gguf;
 pub mod hub;
 pub mod image;
+pub mod kernels;
 pub mod messages;
 pub mod model_dir;
 pub mod models;

@@ -1,9 +1,13 @@
 //! Linear layers: float weights (safetensors) or block-quantized weights (GGUF, or
 //! safetensors quantized at load), behind one [`LinearLayer`] type the decoder calls.
 
+use std::sync::Arc;
+
 use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::{Linear, VarBuilder};
+
+use crate::kernels::QuantMatmul;
 
 /// Loads `{prefix}.weight` (and `{prefix}.bias` when `bias`) as an `(out, in)` linear layer.
 pub fn linear(in_dim: usize, out_dim: usize, bias: bool, vb: VarBuilder) -> Result<Linear> {
@@ -28,12 +32,32 @@ pub enum LinearLayer {
         /// The ggml type the weights are stored in.
         dtype: GgmlDType,
     },
+    /// Block-quantized weights on the CPU, run by our own kernels (`crate::kernels`).
+    Kernel {
+        /// The weights and kernel.
+        op: Arc<QuantMatmul>,
+        /// Optional `(out,)` bias.
+        bias: Option<Tensor>,
+        /// The ggml type the weights are stored in.
+        dtype: GgmlDType,
+    },
 }
 
 impl LinearLayer {
     /// Wraps a GGUF tensor (and optional bias). F32/F16 tensors become float matmuls.
     pub fn from_qtensor(weight: QTensor, bias: Option<Tensor>) -> Result<Self> {
         let dtype = weight.dtype();
+        if weight.device().is_cpu() && dtype == GgmlDType::Q4_1 {
+            if let [n, k] = *weight.shape().dims() {
+                if let Some(op) = QuantMatmul::q4_1(&weight.data()?, n, k) {
+                    return Ok(Self::Kernel {
+                        op: Arc::new(op),
+                        bias,
+                        dtype,
+                    });
+                }
+            }
+        }
         Ok(Self::Quantized {
             weight: QMatMul::from_qtensor(weight)?,
             bias,
@@ -66,7 +90,7 @@ impl LinearLayer {
     pub fn quant_type(&self) -> Option<GgmlDType> {
         match self {
             Self::Float(_) => None,
-            Self::Quantized { dtype, .. } => Some(*dtype),
+            Self::Quantized { dtype, .. } | Self::Kernel { dtype, .. } => Some(*dtype),
         }
     }
 }
@@ -83,6 +107,13 @@ impl Module for LinearLayer {
             Self::Float(l) => l.forward(xs),
             Self::Quantized { weight, bias, .. } => {
                 let ys = weight.forward(xs)?;
+                match bias {
+                    Some(b) => ys.broadcast_add(b),
+                    None => Ok(ys),
+                }
+            }
+            Self::Kernel { op, bias, .. } => {
+                let ys = xs.contiguous()?.apply_op1_no_bwd(op.as_ref())?;
                 match bias {
                     Some(b) => ys.broadcast_add(b),
                     None => Ok(ys),

@@ -1,0 +1,112 @@
+#!/usr/bin/env python3
+"""Prefill and decode tok/s of vlm-server's engine and llama.cpp, side by side, same run.
+
+    python3 benches/compare_llama_cpp.py [--model models/.cache/SmolLM2-135M-Instruct.Q4_1.gguf]
+        [--threads 2] [--prompt-tokens 200] [--decode-tokens 128] [--reps 3]
+
+llama.cpp comes from the PyPI package llama-cpp-python (it builds llama.cpp from source,
+a few minutes on 2 cores), installed into its own venv (.venv-llamacpp, ignored; or pass
+--llama-python to reuse one). Nothing of llama.cpp is committed. Both sides get the same
+prompt token ids (the GGUF tokenizers agree: crates/inference/tests/gguf_tokenizer.rs),
+one warm-up, then the best of --reps runs: prefill = one pass over the prompt into an empty
+cache, decode = greedy steps after it, EOS ignored. Prints a Markdown table with ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+LLAMA_CPP_PYTHON = "llama-cpp-python==0.3.36"
+
+LLAMA_SIDE = textwrap.dedent(
+    r"""
+    import json, sys, time
+    import numpy as np
+    import llama_cpp
+    model, threads, n_prompt, n_decode, reps, text = sys.argv[1:7]
+    threads, n_prompt, n_decode, reps = int(threads), int(n_prompt), int(n_decode), int(reps)
+    m = llama_cpp.Llama(model_path=model, n_ctx=n_prompt + n_decode + 8, n_batch=512,
+                        n_threads=threads, n_threads_batch=threads, verbose=False)
+    ids = []
+    while len(ids) < n_prompt:
+        ids += m.tokenize(text.encode(), add_bos=False, special=False)
+    ids = ids[:n_prompt]
+    best_p = best_d = float("inf")
+    for rep in range(reps + 1):
+        m.reset()
+        t = time.perf_counter(); m.eval(ids); p = time.perf_counter() - t
+        t = time.perf_counter()
+        for _ in range(n_decode):
+            nxt = int(np.argmax(m.scores[m.n_tokens - 1]))
+            m.eval([nxt])
+        d = time.perf_counter() - t
+        if rep:
+            best_p, best_d = min(best_p, p), min(best_d, d)
+    print(json.dumps({"prefill_tok_s": n_prompt / best_p, "decode_tok_s": n_decode / best_d,
+                      "version": llama_cpp.__version__}))
+    """
+)
+
+
+def bench_text() -> str:
+    src = (REPO / "benches" / "gguf_speed.rs").read_text()
+    start = src.index('const TEXT: &str = "') + len('const TEXT: &str = "')
+    body = src[start : src.index('";', start)]
+    return body.replace("\\\n", "")
+
+
+def llama_python(args) -> str:
+    if args.llama_python:
+        return args.llama_python
+    venv = REPO / ".venv-llamacpp"
+    py = venv / "bin" / "python"
+    if not py.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        subprocess.run([str(py), "-m", "pip", "install", "-q", "numpy", LLAMA_CPP_PYTHON],
+                       check=True, env={**os.environ, "CMAKE_ARGS": "-DGGML_NATIVE=ON"})
+    return str(py)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", default=str(REPO / "models/.cache/SmolLM2-135M-Instruct.Q4_1.gguf"))
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--prompt-tokens", type=int, default=200)
+    ap.add_argument("--decode-tokens", type=int, default=128)
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--llama-python", help="a python with llama-cpp-python installed")
+    args = ap.parse_args()
+    common = [str(args.prompt_tokens), str(args.decode_tokens), str(args.reps)]
+
+    subprocess.run(["cargo", "build", "--release", "-q", "-p", "vlm-inference",
+                    "--bench", "gguf_speed"], cwd=REPO, check=True)
+    ours_cmd = ["cargo", "bench", "-q", "-p", "vlm-inference", "--bench", "gguf_speed", "--",
+                args.model, "--prompt-tokens", common[0], "--decode-tokens", common[1],
+                "--reps", common[2], "--json"]
+    env = {**os.environ, "RAYON_NUM_THREADS": str(args.threads)}
+    out = subprocess.run(ours_cmd, cwd=REPO, check=True, capture_output=True, text=True, env=env)
+    ours = json.loads(out.stdout.strip().splitlines()[-1])
+
+    py = llama_python(args)
+    out = subprocess.run([py, "-c", LLAMA_SIDE, args.model, str(args.threads), *common,
+                          bench_text()], check=True, capture_output=True, text=True)
+    theirs = json.loads(out.stdout.strip().splitlines()[-1])
+
+    print(f"model {Path(args.model).name}, {args.threads} threads, "
+          f"{args.prompt_tokens}-token prompt, {args.decode_tokens} decoded tokens, "
+          f"best of {args.reps}; llama.cpp via llama-cpp-python {theirs['version']}\n")
+    print("| | vlm-server (tok/s) | llama.cpp (tok/s) | ratio |")
+    print("|---|---:|---:|---:|")
+    for key, name in (("prefill_tok_s", "prefill"), ("decode_tok_s", "decode")):
+        print(f"| {name} | {ours[key]:.1f} | {theirs[key]:.1f} | {ours[key] / theirs[key]:.2f}× |")
+
+
+if __name__ == "__main__":
+    main()
