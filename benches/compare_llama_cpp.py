@@ -89,9 +89,8 @@ def main() -> None:
                     "--bench", "gguf_speed"], cwd=REPO, check=True)
     ours_cmd = ["cargo", "bench", "-q", "-p", "vlm-inference", "--bench", "gguf_speed", "--",
                 args.model, "--prompt-tokens", common[0], "--decode-tokens", common[1],
-                "--reps", common[2], "--json"]
-    env = {**os.environ, "RAYON_NUM_THREADS": str(args.threads)}
-    out = subprocess.run(ours_cmd, cwd=REPO, check=True, capture_output=True, text=True, env=env)
+                "--reps", common[2], "--threads", str(args.threads), "--json"]
+    out = subprocess.run(ours_cmd, cwd=REPO, check=True, capture_output=True, text=True)
     ours = json.loads(out.stdout.strip().splitlines()[-1])
 
     py = llama_python(args)

@@ -1,7 +1,7 @@
 //! Prefill and decode speed of a GGUF language model, in tokens per second.
 //!
 //!     cargo bench -p vlm-inference --bench gguf_speed -- [MODEL.gguf] [--prompt-tokens N]
-//!         [--decode-tokens N] [--reps N] [--json]
+//!         [--decode-tokens N] [--reps N] [--threads N] [--json]
 //!
 //! Prefill: one forward pass over an N-token prompt (default 200) into an empty cache.
 //! Decode: N greedy steps (default 128) after that prompt, EOS ignored. Each is run `reps`
@@ -30,6 +30,7 @@ struct Args {
     prompt_tokens: usize,
     decode_tokens: usize,
     reps: usize,
+    threads: Option<usize>,
     json: bool,
 }
 
@@ -42,6 +43,7 @@ fn parse_args() -> Args {
         prompt_tokens: 200,
         decode_tokens: 128,
         reps: 3,
+        threads: None,
         json: false,
     };
     let mut it = std::env::args().skip(1);
@@ -55,6 +57,7 @@ fn parse_args() -> Args {
             "--prompt-tokens" => args.prompt_tokens = num("--prompt-tokens"),
             "--decode-tokens" => args.decode_tokens = num("--decode-tokens"),
             "--reps" => args.reps = num("--reps").max(1),
+            "--threads" => args.threads = Some(num("--threads")),
             "--json" => args.json = true,
             "--bench" => {}
             other if other.ends_with(".gguf") => args.model = PathBuf::from(other),
@@ -66,6 +69,7 @@ fn parse_args() -> Args {
 
 fn main() -> vlm_inference::Result<()> {
     let args = parse_args();
+    vlm_inference::threads::configure_cpu_threads(args.threads);
     let model = VisionLanguageModel::load(&args.model, &LoadOptions::default())?;
     let mut ids = Vec::new();
     while ids.len() < args.prompt_tokens {
@@ -104,8 +108,14 @@ fn main() -> vlm_inference::Result<()> {
         );
     } else {
         println!("model:   {}", args.model.display());
-        println!("prefill: {prefill_tps:8.1} tok/s ({} tokens)", args.prompt_tokens);
-        println!("decode:  {decode_tps:8.1} tok/s ({} tokens)", args.decode_tokens);
+        println!(
+            "prefill: {prefill_tps:8.1} tok/s ({} tokens)",
+            args.prompt_tokens
+        );
+        println!(
+            "decode:  {decode_tps:8.1} tok/s ({} tokens)",
+            args.decode_tokens
+        );
     }
     Ok(())
 }

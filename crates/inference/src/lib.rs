@@ -16,6 +16,7 @@ pub mod model_dir;
 pub mod models;
 pub mod nn;
 pub mod sampling;
+pub mod threads;
 pub mod tokenizer;
 pub mod vlm;
 pub mod weights;

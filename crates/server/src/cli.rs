@@ -51,6 +51,9 @@ pub struct Args {
     /// Compute device: cpu, cuda, cuda:N or metal.
     #[arg(long, env = "VLM_DEVICE", default_value = "cpu")]
     pub device: String,
+    /// CPU threads for the model's kernels (default: physical cores).
+    #[arg(long, env = "VLM_THREADS")]
+    pub threads: Option<usize>,
     /// Weight dtype; auto is f32 on CPU and bf16 on GPUs.
     #[arg(long, env = "VLM_DTYPE", value_enum, default_value_t = DtypeArg::Auto)]
     pub dtype: DtypeArg,

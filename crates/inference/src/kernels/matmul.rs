@@ -97,7 +97,10 @@ impl CustomOp1 for QuantMatmul {
         let dims = layout.shape().dims();
         let k = dims.last().copied().unwrap_or(0);
         if k != self.k {
-            candle_core::bail!("quantized matmul: inner size {k}, weights expect {}", self.k);
+            candle_core::bail!(
+                "quantized matmul: inner size {k}, weights expect {}",
+                self.k
+            );
         }
         let rows = layout.shape().elem_count() / k.max(1);
         let out = self.run(&data[start..end], rows);

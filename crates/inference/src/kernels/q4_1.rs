@@ -119,7 +119,9 @@ mod tests {
     #[test]
     fn scalar_dot_equals_dequantized_dot_of_quantized_activations() {
         let w = sample_blocks(6);
-        let x: Vec<f32> = (0..192).map(|i| ((i * 31) % 17) as f32 * 0.1 - 0.8).collect();
+        let x: Vec<f32> = (0..192)
+            .map(|i| ((i * 31) % 17) as f32 * 0.1 - 0.8)
+            .collect();
         let mut xq = vec![BlockQ8::default(); 6];
         quantize_row(&x, &mut xq);
         let wf = dequantize(&w);
@@ -133,7 +135,10 @@ mod tests {
             want += s + wb.m.to_f32() * xb.s;
         }
         let got = dot_scalar(&w, &xq);
-        assert!((got - want).abs() < 1e-3 * want.abs().max(1.0), "{got} vs {want}");
+        assert!(
+            (got - want).abs() < 1e-3 * want.abs().max(1.0),
+            "{got} vs {want}"
+        );
         // And close to the f32 dot of the original activations.
         let f: f32 = wf.iter().zip(&x).map(|(a, b)| a * b).sum();
         assert!((got - f).abs() < 0.02 * f.abs().max(1.0), "{got} vs {f}");
@@ -146,7 +151,9 @@ mod tests {
             return;
         }
         let w = sample_blocks(18);
-        let x: Vec<f32> = (0..576).map(|i| ((i * 29) % 41) as f32 * 0.05 - 1.0).collect();
+        let x: Vec<f32> = (0..576)
+            .map(|i| ((i * 29) % 41) as f32 * 0.05 - 1.0)
+            .collect();
         let mut xq = vec![BlockQ8::default(); 18];
         quantize_row(&x, &mut xq);
         let a = dot_scalar(&w, &xq);

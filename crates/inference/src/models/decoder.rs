@@ -8,6 +8,7 @@ use candle_nn::{Embedding, RmsNorm};
 use super::decoder_weights::DecoderWeights;
 use crate::config::TextConfig;
 use crate::nn::attention::{attention, causal_mask, merge_heads, split_heads};
+use crate::nn::cpu_attention;
 use crate::nn::kv_cache::{KvCache, LayerCache};
 use crate::nn::linear::LinearLayer;
 use crate::nn::mlp::GatedMlp;
@@ -45,7 +46,7 @@ impl SelfAttention {
         &self,
         xs: &Tensor,
         rope: &RotaryEmbedding,
-        mask: Option<&Tensor>,
+        mask: &AttentionMask,
         cache: &mut LayerCache,
     ) -> Result<Tensor> {
         let offset = cache.len();
@@ -53,11 +54,32 @@ impl SelfAttention {
         let k = split_heads(&self.k_proj.forward(xs)?, self.kv_heads, self.head_dim)?;
         let v = split_heads(&self.v_proj.forward(xs)?, self.kv_heads, self.head_dim)?;
         let (q, k) = rope.apply(&q, &k, offset)?;
+        let mask = match mask {
+            AttentionMask::Cpu { window } => {
+                let seq = xs.dim(1)?;
+                let flat = |t: &Tensor| t.contiguous()?.flatten_all()?.to_vec1::<f32>();
+                let kv = cache.cpu_mut(self.kv_heads, self.head_dim);
+                kv.append(&flat(&k)?, &flat(&v)?, seq);
+                let scale = (self.head_dim as f32).powf(-0.5);
+                let out =
+                    cpu_attention::attend(&flat(&q)?, self.heads, seq, kv, offset, *window, scale);
+                let out = Tensor::from_vec(out, (1, seq, self.heads * self.head_dim), xs.device())?;
+                return self.o_proj.forward(&out);
+            }
+            AttentionMask::Tensor(mask) => mask.as_ref(),
+        };
         let (k, v) = cache.append(&k, &v.contiguous()?)?;
         let scale = (self.head_dim as f64).powf(-0.5);
         let out = attention(&q, &k, &v, mask, scale)?;
         self.o_proj.forward(&merge_heads(&out)?)
     }
+}
+
+/// How a forward pass masks attention: through the CPU kernel (causal, optional sliding
+/// window) or with an explicit mask tensor (`None`: nothing to mask).
+enum AttentionMask {
+    Cpu { window: Option<usize> },
+    Tensor(Option<Tensor>),
 }
 
 #[derive(Debug, Clone)]
@@ -93,7 +115,7 @@ impl DecoderLayer {
         &self,
         xs: &Tensor,
         rope: &RotaryEmbedding,
-        mask: Option<&Tensor>,
+        mask: &AttentionMask,
         cache: &mut LayerCache,
     ) -> Result<Tensor> {
         let attn = self
@@ -168,23 +190,28 @@ impl Decoder {
             );
         }
         let window_reached = self.sliding_window.is_some_and(|w| offset + seq > w);
-        let mask = if seq > 1 || window_reached {
-            Some(causal_mask(
+        let cpu_kernel = self.device.is_cpu() && self.dtype == DType::F32 && embeds.dim(0)? == 1;
+        let mask = if cpu_kernel {
+            AttentionMask::Cpu {
+                window: self.sliding_window,
+            }
+        } else if seq > 1 || window_reached {
+            AttentionMask::Tensor(Some(causal_mask(
                 seq,
                 offset,
                 self.sliding_window,
                 self.dtype,
                 &self.device,
-            )?)
+            )?))
         } else {
-            None
+            AttentionMask::Tensor(None)
         };
         let mut xs = embeds.clone();
         for (i, layer) in self.layers.iter().enumerate() {
             let layer_cache = cache
                 .layer_mut(i)
                 .ok_or_else(|| candle_core::Error::Msg(format!("no cache for layer {i}")))?;
-            xs = layer.forward(&xs, &self.rope, mask.as_ref(), layer_cache)?;
+            xs = layer.forward(&xs, &self.rope, &mask, layer_cache)?;
         }
         self.norm.forward(&xs)
     }

@@ -2,10 +2,14 @@
 
 use candle_core::{Result, Tensor};
 
-/// Keys and values of one attention layer, `(batch, kv_heads, seq, head_dim)` each.
+use super::cpu_attention::CpuKv;
+
+/// Keys and values of one attention layer: tensors `(batch, kv_heads, seq, head_dim)`, or
+/// for batch-1 f32 CPU inference a growable store the CPU attention reads in place.
 #[derive(Debug, Clone, Default)]
 pub struct LayerCache {
     kv: Option<(Tensor, Tensor)>,
+    cpu: Option<CpuKv>,
 }
 
 impl LayerCache {
@@ -19,8 +23,17 @@ impl LayerCache {
         Ok((k, v))
     }
 
+    /// The CPU store (created empty on first use).
+    pub fn cpu_mut(&mut self, kv_heads: usize, head_dim: usize) -> &mut CpuKv {
+        self.cpu
+            .get_or_insert_with(|| CpuKv::new(kv_heads, head_dim))
+    }
+
     /// Number of cached positions.
     pub fn len(&self) -> usize {
+        if let Some(cpu) = &self.cpu {
+            return cpu.len();
+        }
         self.kv
             .as_ref()
             .and_then(|(k, _)| k.dim(2).ok())
