@@ -5,81 +5,173 @@ use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape};
 
 use super::q4_1::{self, BlockQ4_1};
 use super::q8::{quantize_row, BlockQ8, QK};
+use super::q8_0::{self, BlockQ8_0};
 
-/// Output columns per work item.
+/// Output columns per work item (a multiple of 4: the kernels do four rows at a time).
 const COLS_PER_ITEM: usize = 8;
 
-type DotQ4_1 = unsafe fn(&[BlockQ4_1], &[BlockQ8]) -> f32;
-
-fn best_q4_1_dot() -> DotQ4_1 {
-    #[cfg(target_arch = "x86_64")]
-    if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-        return q4_1::dot_avx2;
-    }
-    q4_1::dot_scalar
+/// Dot products of one weight format: one row, or four rows at once.
+struct Kernel<T: 'static> {
+    one: unsafe fn(&[T], &[BlockQ8]) -> f32,
+    four: Option<unsafe fn([&[T]; 4], &[BlockQ8]) -> [f32; 4]>,
 }
 
-/// A `(n, k)` Q4_1 weight matrix with the fastest dot product this CPU has.
+impl<T> Clone for Kernel<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<T> Copy for Kernel<T> {}
+
+fn has_avx2() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+fn q4_1_kernel(simd: bool) -> Kernel<BlockQ4_1> {
+    #[cfg(target_arch = "x86_64")]
+    if simd && has_avx2() {
+        return Kernel {
+            one: q4_1::dot_avx2,
+            four: Some(q4_1::dot4_avx2),
+        };
+    }
+    let _ = simd;
+    Kernel {
+        one: q4_1::dot_scalar,
+        four: None,
+    }
+}
+
+fn q8_0_kernel(simd: bool) -> Kernel<BlockQ8_0> {
+    #[cfg(target_arch = "x86_64")]
+    if simd && has_avx2() {
+        return Kernel {
+            one: q8_0::dot_scalar,
+            four: Some(q8_0::dot4_avx2),
+        };
+    }
+    let _ = simd;
+    Kernel {
+        one: q8_0::dot_scalar,
+        four: None,
+    }
+}
+
+/// The weights in one of the formats we have kernels for.
+enum Weights {
+    Q4_1(Vec<BlockQ4_1>, Kernel<BlockQ4_1>),
+    Q8_0(Vec<BlockQ8_0>, Kernel<BlockQ8_0>),
+}
+
+/// A `(n, k)` block-quantized weight matrix with the fastest kernel this CPU has.
 pub struct QuantMatmul {
-    blocks: Vec<BlockQ4_1>,
+    weights: Weights,
     n: usize,
     k: usize,
-    dot: DotQ4_1,
 }
 
 impl std::fmt::Debug for QuantMatmul {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "QuantMatmul(Q4_1, {}x{})", self.n, self.k)
+        let kind = match self.weights {
+            Weights::Q4_1(..) => "Q4_1",
+            Weights::Q8_0(..) => "Q8_0",
+        };
+        write!(f, "QuantMatmul({kind}, {}x{})", self.n, self.k)
     }
+}
+
+fn whole_blocks(bytes: &[u8], n: usize, k: usize, block_bytes: usize) -> bool {
+    k % QK == 0 && bytes.len() == n * (k / QK) * block_bytes
 }
 
 impl QuantMatmul {
     /// Wraps raw GGUF Q4_1 data of an `(n, k)` matrix; `None` unless `k` is a multiple of 32
     /// and the byte count fits.
     pub fn q4_1(bytes: &[u8], n: usize, k: usize) -> Option<Self> {
-        if k % QK != 0 || bytes.len() != n * (k / QK) * q4_1::BLOCK_BYTES {
-            return None;
-        }
-        Some(Self {
-            blocks: q4_1::blocks_from_bytes(bytes),
+        whole_blocks(bytes, n, k, q4_1::BLOCK_BYTES).then(|| Self {
+            weights: Weights::Q4_1(q4_1::blocks_from_bytes(bytes), q4_1_kernel(true)),
             n,
             k,
-            dot: best_q4_1_dot(),
         })
     }
 
-    /// Forces the portable scalar dot product (tests compare it with the SIMD one).
+    /// Wraps raw GGUF Q8_0 data of an `(n, k)` matrix (same conditions as [`Self::q4_1`]).
+    pub fn q8_0(bytes: &[u8], n: usize, k: usize) -> Option<Self> {
+        whole_blocks(bytes, n, k, q8_0::BLOCK_BYTES).then(|| Self {
+            weights: Weights::Q8_0(q8_0::blocks_from_bytes(bytes), q8_0_kernel(true)),
+            n,
+            k,
+        })
+    }
+
+    /// Forces the portable scalar kernels (tests compare them with the SIMD ones).
     pub fn with_scalar_kernel(mut self) -> Self {
-        self.dot = q4_1::dot_scalar;
+        self.weights = match self.weights {
+            Weights::Q4_1(b, _) => Weights::Q4_1(b, q4_1_kernel(false)),
+            Weights::Q8_0(b, _) => Weights::Q8_0(b, q8_0_kernel(false)),
+        };
         self
     }
 
     /// `(rows, k)` f32 activations → `(rows, n)`.
     fn run(&self, x: &[f32], rows: usize) -> Vec<f32> {
-        let (n, kb) = (self.n, self.k / QK);
+        let kb = self.k / QK;
         let mut xq = vec![BlockQ8::default(); rows * kb];
         for (row, out) in x.chunks_exact(self.k).zip(xq.chunks_exact_mut(kb)) {
             quantize_row(row, out);
         }
-        let mut dst = vec![0f32; rows * n];
-        let dst_addr = dst.as_mut_ptr() as usize;
-        let (blocks, xq, dot) = (&self.blocks, &xq, self.dot);
-        candle_core::utils::barrier_pool().execute_chunked(n.div_ceil(COLS_PER_ITEM), |items| {
-            let cols = items.start * COLS_PER_ITEM..(items.end * COLS_PER_ITEM).min(n);
-            for j in cols {
-                let w = &blocks[j * kb..(j + 1) * kb];
-                for (i, xr) in xq.chunks_exact(kb).enumerate() {
-                    // SAFETY: `dot` was chosen for this CPU's features; each (i, j) is
-                    // written by exactly one work item, inside `dst`'s `rows * n` values.
-                    unsafe {
-                        let v = dot(w, xr);
-                        *(dst_addr as *mut f32).add(i * n + j) = v;
-                    }
-                }
-            }
-        });
+        let mut dst = vec![0f32; rows * self.n];
+        match &self.weights {
+            Weights::Q4_1(blocks, kernel) => products(blocks, *kernel, &xq, kb, self.n, &mut dst),
+            Weights::Q8_0(blocks, kernel) => products(blocks, *kernel, &xq, kb, self.n, &mut dst),
+        }
         dst
     }
+}
+
+/// `dst[i * n + j] = w_j · x_i`, columns shared out over candle's worker pool.
+fn products<T: Sync>(
+    blocks: &[T],
+    kernel: Kernel<T>,
+    xq: &[BlockQ8],
+    kb: usize,
+    n: usize,
+    dst: &mut [f32],
+) {
+    let dst_addr = dst.as_mut_ptr() as usize;
+    let row = |j: usize| &blocks[j * kb..(j + 1) * kb];
+    candle_core::utils::barrier_pool().execute_chunked(n.div_ceil(COLS_PER_ITEM), |items| {
+        let end = (items.end * COLS_PER_ITEM).min(n);
+        let mut j = items.start * COLS_PER_ITEM;
+        // SAFETY: the kernels were chosen for this CPU's features and get rows of `kb`
+        // blocks; each (i, j) of `dst` (`rows * n` values) is written by one work item.
+        unsafe {
+            let out = dst_addr as *mut f32;
+            if let Some(four) = kernel.four {
+                while j + 4 <= end {
+                    let w = [row(j), row(j + 1), row(j + 2), row(j + 3)];
+                    for (i, xr) in xq.chunks_exact(kb).enumerate() {
+                        let v = four(w, xr);
+                        std::ptr::copy_nonoverlapping(v.as_ptr(), out.add(i * n + j), 4);
+                    }
+                    j += 4;
+                }
+            }
+            for j in j..end {
+                for (i, xr) in xq.chunks_exact(kb).enumerate() {
+                    *out.add(i * n + j) = (kernel.one)(row(j), xr);
+                }
+            }
+        }
+    });
 }
 
 impl CustomOp1 for QuantMatmul {
@@ -121,7 +213,7 @@ mod tests {
     #[test]
     fn matches_candle_qmatmul_and_f32_on_q4_1_weights() {
         let dev = Device::Cpu;
-        let (n, k) = (40, 128);
+        let (n, k) = (42, 128);
         let w = Tensor::randn(0f32, 1., (n, k), &dev).unwrap();
         let q = QTensor::quantize(&w, GgmlDType::Q4_1).unwrap();
         let bytes = q.data().unwrap().to_vec();
@@ -151,6 +243,36 @@ mod tests {
             let d = (&got - &s).unwrap().abs().unwrap().max_all().unwrap();
             assert!(d.to_scalar::<f32>().unwrap() < 1e-3);
         }
+    }
+
+    #[test]
+    fn q8_0_matches_f32_and_scalar() {
+        let dev = Device::Cpu;
+        let (n, k) = (43, 96);
+        let w = Tensor::randn(0f32, 1., (n, k), &dev).unwrap();
+        let q = QTensor::quantize(&w, GgmlDType::Q8_0).unwrap();
+        let bytes = q.data().unwrap().to_vec();
+        let ours = QuantMatmul::q8_0(&bytes, n, k).unwrap();
+        let scalar = QuantMatmul::q8_0(&bytes, n, k)
+            .unwrap()
+            .with_scalar_kernel();
+        let wf = q.dequantize(&dev).unwrap();
+        let x = Tensor::randn(0f32, 1., (3, k), &dev).unwrap();
+        let got = x.apply_op1_no_bwd(&ours).unwrap();
+        let exact = x.matmul(&wf.t().unwrap()).unwrap();
+        let s = x.apply_op1_no_bwd(&scalar).unwrap();
+        let max = |a: &Tensor, b: &Tensor| {
+            (a - b)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap()
+        };
+        assert!(max(&got, &exact) < 0.3, "vs f32 {}", max(&got, &exact));
+        assert!(max(&got, &s) < 1e-3);
     }
 
     #[test]

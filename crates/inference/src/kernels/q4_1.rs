@@ -88,11 +88,40 @@ pub unsafe fn dot_avx2(w: &[BlockQ4_1], x: &[BlockQ8]) -> f32 {
         let prod = _mm256_madd_epi16(_mm256_maddubs_epi16(qw, qx), ones);
         acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(prod), acc);
     }
-    let hi = _mm256_extractf128_ps(acc, 1);
-    let s = _mm_add_ps(_mm256_castps256_ps128(acc), hi);
-    let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    let s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    _mm_cvtss_f32(s) + offsets
+    super::hsum_avx(acc) + offsets
+}
+
+/// Four rows' dot products with the same activations: independent accumulators hide the
+/// FMA latency and each activation block is loaded once for four weight blocks.
+///
+/// # Safety
+/// The CPU must support AVX2 and FMA; every `w` row has `x.len()` blocks.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+pub unsafe fn dot4_avx2(w: [&[BlockQ4_1]; 4], x: &[BlockQ8]) -> [f32; 4] {
+    use std::arch::x86_64::*;
+    let low_mask = _mm256_set1_epi8(0x0f);
+    let ones = _mm256_set1_epi16(1);
+    let mut acc = [_mm256_setzero_ps(); 4];
+    let mut offsets = [0f32; 4];
+    for (b, xb) in x.iter().enumerate() {
+        let qx = _mm256_loadu_si256(xb.qs.as_ptr() as *const __m256i);
+        for r in 0..4 {
+            let wb = w[r].get_unchecked(b);
+            offsets[r] += wb.m.to_f32() * xb.s;
+            let packed = _mm_loadu_si128(wb.qs.as_ptr() as *const __m128i);
+            let both = _mm256_set_m128i(_mm_srli_epi16(packed, 4), packed);
+            let qw = _mm256_and_si256(both, low_mask);
+            let prod = _mm256_madd_epi16(_mm256_maddubs_epi16(qw, qx), ones);
+            let d = _mm256_set1_ps(wb.d.to_f32() * xb.d);
+            acc[r] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(prod), acc[r]);
+        }
+    }
+    let mut out = [0f32; 4];
+    for r in 0..4 {
+        out[r] = super::hsum_avx(acc[r]) + offsets[r];
+    }
+    out
 }
 
 #[cfg(test)]
@@ -159,5 +188,13 @@ mod tests {
         let a = dot_scalar(&w, &xq);
         let b = unsafe { dot_avx2(&w, &xq) };
         assert!((a - b).abs() < 1e-4 * a.abs().max(1.0), "{a} vs {b}");
+        let rows: Vec<Vec<BlockQ4_1>> = (0..4)
+            .map(|r| sample_blocks(18 + r)[r..].to_vec())
+            .collect();
+        let four = unsafe { dot4_avx2([&rows[0], &rows[1], &rows[2], &rows[3]], &xq) };
+        for r in 0..4 {
+            let one = dot_scalar(&rows[r], &xq);
+            assert!((four[r] - one).abs() < 1e-4 * one.abs().max(1.0), "row {r}");
+        }
     }
 }

@@ -47,9 +47,14 @@ impl LinearLayer {
     /// Wraps a GGUF tensor (and optional bias). F32/F16 tensors become float matmuls.
     pub fn from_qtensor(weight: QTensor, bias: Option<Tensor>) -> Result<Self> {
         let dtype = weight.dtype();
-        if weight.device().is_cpu() && dtype == GgmlDType::Q4_1 {
+        if weight.device().is_cpu() && matches!(dtype, GgmlDType::Q4_1 | GgmlDType::Q8_0) {
             if let [n, k] = *weight.shape().dims() {
-                if let Some(op) = QuantMatmul::q4_1(&weight.data()?, n, k) {
+                let bytes = weight.data()?;
+                let op = match dtype {
+                    GgmlDType::Q4_1 => QuantMatmul::q4_1(&bytes, n, k),
+                    _ => QuantMatmul::q8_0(&bytes, n, k),
+                };
+                if let Some(op) = op {
                     return Ok(Self::Kernel {
                         op: Arc::new(op),
                         bias,
