@@ -38,6 +38,9 @@ pub struct LoadOptions {
     /// Dequantize GGUF weights to f32 at load (exact f32 math, as transformers runs GGUF
     /// files; several times the memory and slower on CPU).
     pub dequantize_gguf: bool,
+    /// Run quantized CPU language models op by op through candle modules instead of the
+    /// fused CPU pass (same math; for comparisons and debugging).
+    pub unfused: bool,
 }
 
 impl Default for LoadOptions {
@@ -48,6 +51,7 @@ impl Default for LoadOptions {
             quantize: None,
             vision_from: None,
             dequantize_gguf: false,
+            unfused: false,
         }
     }
 }
@@ -132,6 +136,7 @@ impl VisionLanguageModel {
             &DecoderWeights::Gguf {
                 file: &tensors,
                 dequantize: opts.dequantize_gguf,
+                fuse: !opts.unfused,
             },
         )
         .map_err(|e| Error::Weights(e.to_string()))?;

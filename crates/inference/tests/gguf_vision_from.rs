@@ -184,6 +184,42 @@ fn q8_0_gguf_language_model_with_vision_from_stays_close() {
 }
 
 #[test]
+fn fused_cpu_pass_equals_the_op_by_op_decoder() {
+    // Q8_0 matrices run on our kernels, so the decoder takes its fused CPU pass; the
+    // unfused load runs the same kernels through candle modules.
+    let path = temp_gguf("fused", GgmlDType::Q8_0);
+    let load = |unfused: bool| {
+        let opts = LoadOptions {
+            vision_from: Some(reference_dir(MODEL)),
+            unfused,
+            ..LoadOptions::default()
+        };
+        VisionLanguageModel::load(&path, &opts).expect("GGUF + vision tower")
+    };
+    let (fused, unfused) = (load(false), load(true));
+    let _ = std::fs::remove_file(&path);
+    for case in load_cases(MODEL) {
+        let logits = |m: &VisionLanguageModel| {
+            m.prompt_logits(&case.input_ids, Some(&case.batch(m)))
+                .expect("forward")
+        };
+        let diff = max_abs_diff(&logits(&fused), &logits(&unfused));
+        assert!(diff < 1e-4, "{}: {diff}", case.name);
+        let prepared = fused
+            .prepare(&case.messages, &common::parity::decode_files(&case))
+            .expect("prepare");
+        assert_eq!(
+            fused.generate_greedy(&prepared, 8, true).expect("fused"),
+            unfused
+                .generate_greedy(&prepared, 8, true)
+                .expect("unfused"),
+            "{}",
+            case.name
+        );
+    }
+}
+
+#[test]
 fn vision_from_a_different_language_model_is_refused() {
     let path = temp_gguf("mismatch", GgmlDType::F32);
     let opts = LoadOptions {

@@ -191,6 +191,7 @@ impl RunningServer {
                     quantize,
                     vision_from,
                     dequantize_gguf,
+                    unfused: false,
                 },
             )?;
             tracing::info!(secs = started.elapsed().as_secs_f32(), "model loaded");

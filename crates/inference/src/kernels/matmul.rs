@@ -10,10 +10,15 @@ use super::q8_0::{self, BlockQ8_0};
 /// Output columns per work item (a multiple of 4: the kernels do four rows at a time).
 const COLS_PER_ITEM: usize = 8;
 
+/// A dot product of one weight row with activations.
+type DotOne<T> = unsafe fn(&[T], &[BlockQ8]) -> f32;
+/// Four weight rows' dot products with the same activations.
+type DotFour<T> = unsafe fn([&[T]; 4], &[BlockQ8]) -> [f32; 4];
+
 /// Dot products of one weight format: one row, or four rows at once.
 struct Kernel<T: 'static> {
-    one: unsafe fn(&[T], &[BlockQ8]) -> f32,
-    four: Option<unsafe fn([&[T]; 4], &[BlockQ8]) -> [f32; 4]>,
+    one: DotOne<T>,
+    four: Option<DotFour<T>>,
 }
 
 impl<T> Clone for Kernel<T> {
@@ -89,7 +94,7 @@ impl std::fmt::Debug for QuantMatmul {
 }
 
 fn whole_blocks(bytes: &[u8], n: usize, k: usize, block_bytes: usize) -> bool {
-    k % QK == 0 && bytes.len() == n * (k / QK) * block_bytes
+    k.is_multiple_of(QK) && bytes.len() == n * (k / QK) * block_bytes
 }
 
 impl QuantMatmul {
@@ -121,8 +126,52 @@ impl QuantMatmul {
         self
     }
 
+    /// Stacks matrices with the same input width and format into one `(Σn, k)` matrix, so
+    /// that e.g. q/k/v projections run as one product. `None` if they differ.
+    pub fn concat(parts: &[&QuantMatmul]) -> Option<Self> {
+        let first = parts.first()?;
+        let k = first.k;
+        if parts.iter().any(|p| p.k != k) {
+            return None;
+        }
+        let n = parts.iter().map(|p| p.n).sum();
+        let weights = match &first.weights {
+            Weights::Q4_1(_, kernel) => {
+                let mut all = Vec::new();
+                for p in parts {
+                    let Weights::Q4_1(b, _) = &p.weights else {
+                        return None;
+                    };
+                    all.extend_from_slice(b);
+                }
+                Weights::Q4_1(all, *kernel)
+            }
+            Weights::Q8_0(_, kernel) => {
+                let mut all = Vec::new();
+                for p in parts {
+                    let Weights::Q8_0(b, _) = &p.weights else {
+                        return None;
+                    };
+                    all.extend_from_slice(b);
+                }
+                Weights::Q8_0(all, *kernel)
+            }
+        };
+        Some(Self { weights, n, k })
+    }
+
+    /// Output features (rows of the weight matrix).
+    pub fn out_features(&self) -> usize {
+        self.n
+    }
+
+    /// Input features.
+    pub fn in_features(&self) -> usize {
+        self.k
+    }
+
     /// `(rows, k)` f32 activations → `(rows, n)`.
-    fn run(&self, x: &[f32], rows: usize) -> Vec<f32> {
+    pub fn run(&self, x: &[f32], rows: usize) -> Vec<f32> {
         let kb = self.k / QK;
         let mut xq = vec![BlockQ8::default(); rows * kb];
         for (row, out) in x.chunks_exact(self.k).zip(xq.chunks_exact_mut(kb)) {

@@ -6,6 +6,7 @@ use candle_core::{DType, Device, Module, Result, Tensor};
 use candle_nn::{Embedding, RmsNorm};
 
 use super::decoder_weights::DecoderWeights;
+use super::fused_cpu::{FusedCpuDecoder, LayerParts};
 use crate::config::TextConfig;
 use crate::nn::attention::{attention, causal_mask, merge_heads, split_heads};
 use crate::nn::cpu_attention;
@@ -88,20 +89,22 @@ struct DecoderLayer {
     self_attn: SelfAttention,
     post_attention_layernorm: RmsNorm,
     mlp: GatedMlp,
+    /// The two norms' weights (for the fused CPU path).
+    norm_weights: (Tensor, Tensor),
 }
 
 impl DecoderLayer {
     fn load(cfg: &TextConfig, w: &DecoderWeights, layer: usize) -> Result<Self> {
         let (h, i) = (cfg.hidden_size, cfg.intermediate_size);
         let p = |name: &str| format!("layers.{layer}.{name}");
-        let norm = |name: &str| -> Result<RmsNorm> {
-            Ok(RmsNorm::new(w.vector(&p(name), h)?, cfg.rms_norm_eps))
-        };
+        let attn_norm = w.vector(&p("input_layernorm"), h)?;
+        let ffn_norm = w.vector(&p("post_attention_layernorm"), h)?;
         let bias = cfg.mlp_bias;
         Ok(Self {
-            input_layernorm: norm("input_layernorm")?,
+            input_layernorm: RmsNorm::new(attn_norm.clone(), cfg.rms_norm_eps),
             self_attn: SelfAttention::load(cfg, w, &p("self_attn"))?,
-            post_attention_layernorm: norm("post_attention_layernorm")?,
+            post_attention_layernorm: RmsNorm::new(ffn_norm.clone(), cfg.rms_norm_eps),
+            norm_weights: (attn_norm, ffn_norm),
             mlp: GatedMlp::new(
                 w.linear(&p("mlp.gate_proj"), h, i, bias)?,
                 w.linear(&p("mlp.up_proj"), h, i, bias)?,
@@ -109,6 +112,19 @@ impl DecoderLayer {
                 cfg.hidden_act,
             ),
         })
+    }
+
+    fn parts(&self) -> LayerParts<'_> {
+        let a = &self.self_attn;
+        let (gate, up, down) = self.mlp.projections();
+        LayerParts {
+            attn_norm: &self.norm_weights.0,
+            qkv: [&a.q_proj, &a.k_proj, &a.v_proj],
+            o: &a.o_proj,
+            ffn_norm: &self.norm_weights.1,
+            gate_up: [gate, up],
+            down,
+        }
     }
 
     fn forward(
@@ -133,7 +149,12 @@ impl DecoderLayer {
 #[derive(Debug, Clone)]
 pub struct Decoder {
     embed_tokens: Embedding,
+    /// The layers as candle modules (empty when `fused` replaced them).
     layers: Vec<DecoderLayer>,
+    /// The fused CPU pass, when every projection runs on our quantized kernels.
+    fused: Option<std::sync::Arc<FusedCpuDecoder>>,
+    num_layers: usize,
+    hidden: usize,
     norm: RmsNorm,
     lm_head: LinearLayer,
     rope: RotaryEmbedding,
@@ -160,10 +181,24 @@ impl Decoder {
             dtype,
             &device,
         )?;
+        let norm_weight = weights.vector("norm", hidden)?;
+        let fused = if device.is_cpu() && dtype == DType::F32 && weights.allow_fused() {
+            let parts: Vec<LayerParts> = layers.iter().map(DecoderLayer::parts).collect();
+            FusedCpuDecoder::build(cfg, &parts, &norm_weight, &rope)?.map(std::sync::Arc::new)
+        } else {
+            None
+        };
+        tracing::debug!(fused = fused.is_some(), "decoder loaded");
+        let num_layers = layers.len();
+        // The fused pass holds its own (concatenated) weights: drop the modules' copies.
+        let layers = if fused.is_some() { Vec::new() } else { layers };
         Ok(Self {
             embed_tokens: Embedding::new(table, hidden),
             layers,
-            norm: RmsNorm::new(weights.vector("norm", hidden)?, cfg.rms_norm_eps),
+            fused,
+            num_layers,
+            hidden,
+            norm: RmsNorm::new(norm_weight, cfg.rms_norm_eps),
             lm_head,
             rope,
             sliding_window: cfg.sliding_window,
@@ -188,6 +223,14 @@ impl Decoder {
                 offset + seq,
                 self.rope.max_positions()
             );
+        }
+        if let Some(fused) = &self.fused {
+            if embeds.dim(0)? != 1 {
+                candle_core::bail!("the fused CPU decoder runs one sequence at a time");
+            }
+            let x = embeds.flatten_all()?.to_vec1::<f32>()?;
+            let out = fused.forward(x, seq, cache)?;
+            return Tensor::from_vec(out, (1, seq, self.hidden), &self.device);
         }
         let window_reached = self.sliding_window.is_some_and(|w| offset + seq > w);
         let cpu_kernel = self.device.is_cpu() && self.dtype == DType::F32 && embeds.dim(0)? == 1;
@@ -233,7 +276,7 @@ impl Decoder {
 
     /// Number of layers (the size of a [`KvCache`] for this model).
     pub fn num_layers(&self) -> usize {
-        self.layers.len()
+        self.num_layers
     }
 
     /// Context length (positions covered by the rotary tables).

@@ -29,6 +29,8 @@ pub enum DecoderWeights<'a> {
         file: &'a GgufTensors,
         /// Dequantize every matrix to f32 (exact f32 math instead of quantized kernels).
         dequantize: bool,
+        /// Allow the fused CPU decoder pass.
+        fuse: bool,
     },
 }
 
@@ -82,6 +84,14 @@ impl DecoderWeights<'_> {
         }
     }
 
+    /// Whether the decoder may use its fused CPU pass.
+    pub fn allow_fused(&self) -> bool {
+        match self {
+            Self::Float { .. } => true,
+            Self::Gguf { fuse, .. } => *fuse,
+        }
+    }
+
     /// How q/k are laid out for rotary embeddings: llama.cpp's converter permutes the
     /// llama q/k rows so that rotated pairs are adjacent (GPT-J style).
     pub fn rope_layout(&self) -> RopeLayout {
@@ -107,9 +117,9 @@ impl DecoderWeights<'_> {
                     None => Ok(LinearLayer::Float(l)),
                 }
             }
-            Self::Gguf { file, dequantize } => {
-                Self::gguf_linear(file, &gguf_name(name), in_dim, out_dim, bias, *dequantize)
-            }
+            Self::Gguf {
+                file, dequantize, ..
+            } => Self::gguf_linear(file, &gguf_name(name), in_dim, out_dim, bias, *dequantize),
         }
     }
 
@@ -180,7 +190,9 @@ impl DecoderWeights<'_> {
                     None => Ok(LinearLayer::Float(l)),
                 }
             }
-            Self::Gguf { file, dequantize } => {
+            Self::Gguf {
+                file, dequantize, ..
+            } => {
                 let name = if tied { "token_embd" } else { "output" };
                 Self::gguf_linear(file, name, hidden, vocab, false, *dequantize)
             }

@@ -2,6 +2,7 @@
 
 pub mod decoder;
 pub mod decoder_weights;
+pub mod fused_cpu;
 pub mod llava;
 pub mod projector;
 pub mod vit;

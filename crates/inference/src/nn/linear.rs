@@ -91,6 +91,14 @@ impl LinearLayer {
         Self::from_qtensor(QTensor::quantize(&w, chosen)?, bias)
     }
 
+    /// Our CPU kernel and bias, when the weights run on one.
+    pub fn kernel(&self) -> Option<(&Arc<QuantMatmul>, Option<&Tensor>)> {
+        match self {
+            Self::Kernel { op, bias, .. } => Some((op, bias.as_ref())),
+            _ => None,
+        }
+    }
+
     /// The ggml type of quantized weights, `None` for float ones.
     pub fn quant_type(&self) -> Option<GgmlDType> {
         match self {

@@ -31,6 +31,13 @@ impl GatedMlp {
     }
 }
 
+impl GatedMlp {
+    /// The gate, up and down projections.
+    pub fn projections(&self) -> (&LinearLayer, &LinearLayer, &LinearLayer) {
+        (&self.gate_proj, &self.up_proj, &self.down_proj)
+    }
+}
+
 impl Module for GatedMlp {
     /// `(batch, seq, hidden)` → `(batch, seq, hidden)`.
     fn forward(&self, xs: &Tensor) -> Result<Tensor> {

@@ -72,6 +72,11 @@ impl RotaryEmbedding {
         Ok((q, k))
     }
 
+    /// The `(max_positions, head_dim / 2)` cos and sin tables and the pairing layout.
+    pub fn tables(&self) -> (&Tensor, &Tensor, RopeLayout) {
+        (&self.cos, &self.sin, self.layout)
+    }
+
     /// Number of positions the tables cover.
     pub fn max_positions(&self) -> usize {
         self.cos.dims()[0]
