@@ -4,6 +4,7 @@
 use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape};
 
 use super::q4_1::{self, BlockQ4_1};
+use super::q4_1x4::{self, BlockQ4_1x4};
 use super::q8::{quantize_row, BlockQ8, QK};
 use super::q8_0::{self, BlockQ8_0};
 
@@ -70,9 +71,23 @@ fn q8_0_kernel(simd: bool) -> Kernel<BlockQ8_0> {
     }
 }
 
+/// Four rows' dot products from a repacked group.
+type DotGroup = unsafe fn(&[BlockQ4_1x4], &[BlockQ8]) -> [f32; 4];
+
+fn q4_1x4_kernel(simd: bool) -> DotGroup {
+    #[cfg(target_arch = "x86_64")]
+    if simd && has_avx2() && is_x86_feature_detected!("f16c") {
+        return q4_1x4::dot_avx2;
+    }
+    let _ = simd;
+    q4_1x4::dot_scalar
+}
+
 /// The weights in one of the formats we have kernels for.
 enum Weights {
     Q4_1(Vec<BlockQ4_1>, Kernel<BlockQ4_1>),
+    /// Q4_1 repacked four rows at a time (row count a multiple of 4).
+    Q4_1x4(Vec<BlockQ4_1x4>, DotGroup),
     Q8_0(Vec<BlockQ8_0>, Kernel<BlockQ8_0>),
 }
 
@@ -86,7 +101,7 @@ pub struct QuantMatmul {
 impl std::fmt::Debug for QuantMatmul {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let kind = match self.weights {
-            Weights::Q4_1(..) => "Q4_1",
+            Weights::Q4_1(..) | Weights::Q4_1x4(..) => "Q4_1",
             Weights::Q8_0(..) => "Q8_0",
         };
         write!(f, "QuantMatmul({kind}, {}x{})", self.n, self.k)
@@ -101,11 +116,16 @@ impl QuantMatmul {
     /// Wraps raw GGUF Q4_1 data of an `(n, k)` matrix; `None` unless `k` is a multiple of 32
     /// and the byte count fits.
     pub fn q4_1(bytes: &[u8], n: usize, k: usize) -> Option<Self> {
-        whole_blocks(bytes, n, k, q4_1::BLOCK_BYTES).then(|| Self {
-            weights: Weights::Q4_1(q4_1::blocks_from_bytes(bytes), q4_1_kernel(true)),
-            n,
-            k,
-        })
+        if !whole_blocks(bytes, n, k, q4_1::BLOCK_BYTES) {
+            return None;
+        }
+        let blocks = q4_1::blocks_from_bytes(bytes);
+        let weights = if n % 4 == 0 {
+            Weights::Q4_1x4(q4_1x4::repack(&blocks, n, k / QK), q4_1x4_kernel(true))
+        } else {
+            Weights::Q4_1(blocks, q4_1_kernel(true))
+        };
+        Some(Self { weights, n, k })
     }
 
     /// Wraps raw GGUF Q8_0 data of an `(n, k)` matrix (same conditions as [`Self::q4_1`]).
@@ -122,6 +142,7 @@ impl QuantMatmul {
         self.weights = match self.weights {
             Weights::Q4_1(b, _) => Weights::Q4_1(b, q4_1_kernel(false)),
             Weights::Q8_0(b, _) => Weights::Q8_0(b, q8_0_kernel(false)),
+            Weights::Q4_1x4(b, _) => Weights::Q4_1x4(b, q4_1x4_kernel(false)),
         };
         self
     }
@@ -156,6 +177,16 @@ impl QuantMatmul {
                 }
                 Weights::Q8_0(all, *kernel)
             }
+            Weights::Q4_1x4(_, kernel) => {
+                let mut all = Vec::new();
+                for p in parts {
+                    let Weights::Q4_1x4(b, _) = &p.weights else {
+                        return None;
+                    };
+                    all.extend_from_slice(b);
+                }
+                Weights::Q4_1x4(all, *kernel)
+            }
         };
         Some(Self { weights, n, k })
     }
@@ -181,9 +212,44 @@ impl QuantMatmul {
         match &self.weights {
             Weights::Q4_1(blocks, kernel) => products(blocks, *kernel, &xq, kb, self.n, &mut dst),
             Weights::Q8_0(blocks, kernel) => products(blocks, *kernel, &xq, kb, self.n, &mut dst),
+            Weights::Q4_1x4(groups, dot) => {
+                grouped_products(groups, *dot, &xq, kb, self.n, &mut dst)
+            }
         }
         dst
     }
+}
+
+/// [`products`] for weights repacked in groups of four rows.
+fn grouped_products(
+    groups: &[BlockQ4_1x4],
+    dot: DotGroup,
+    xq: &[BlockQ8],
+    kb: usize,
+    n: usize,
+    dst: &mut [f32],
+) {
+    let dst_addr = dst.as_mut_ptr() as usize;
+    const GROUPS_PER_ITEM: usize = COLS_PER_ITEM / 4;
+    let n_groups = n / 4;
+    candle_core::utils::barrier_pool().execute_chunked(
+        n_groups.div_ceil(GROUPS_PER_ITEM),
+        |items| {
+            let end = (items.end * GROUPS_PER_ITEM).min(n_groups);
+            for g in items.start * GROUPS_PER_ITEM..end {
+                let group = &groups[g * kb..(g + 1) * kb];
+                for (i, xr) in xq.chunks_exact(kb).enumerate() {
+                    // SAFETY: `dot` was chosen for this CPU; columns 4g..4g+4 of row i are
+                    // written by this work item only, inside `dst`'s `rows * n` values.
+                    unsafe {
+                        let v = dot(group, xr);
+                        let out = (dst_addr as *mut f32).add(i * n + 4 * g);
+                        std::ptr::copy_nonoverlapping(v.as_ptr(), out, 4);
+                    }
+                }
+            }
+        },
+    );
 }
 
 /// `dst[i * n + j] = w_j · x_i`, columns shared out over candle's worker pool.

@@ -7,6 +7,7 @@
 
 pub mod matmul;
 pub mod q4_1;
+pub mod q4_1x4;
 pub mod q8;
 pub mod q8_0;
 
