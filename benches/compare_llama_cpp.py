@@ -9,7 +9,10 @@ a few minutes on 2 cores), installed into its own venv (.venv-llamacpp, ignored;
 --llama-python to reuse one). Nothing of llama.cpp is committed. Both sides get the same
 prompt token ids (the GGUF tokenizers agree: crates/inference/tests/gguf_tokenizer.rs),
 one warm-up, then the best of --reps runs: prefill = one pass over the prompt into an empty
-cache, decode = greedy steps after it, EOS ignored. Prints a Markdown table with ratios.
+cache, decode = greedy steps after it, EOS ignored. Both sides are timed by wall clock around
+their calls; llama.cpp's decode time therefore includes llama-cpp-python's per-token work
+(copying the logits row into numpy and the argmax), as ours includes our argmax. Prints a
+Markdown table with ratios.
 """
 
 from __future__ import annotations
