@@ -1,6 +1,7 @@
 //! GGUF files (llama.cpp's format): metadata access and the tokenizer they carry.
 
 pub mod config;
+pub mod spm;
 pub mod tokenizer;
 pub mod weights;
 
@@ -131,6 +132,19 @@ impl<'a> Metadata<'a> {
                     .map_err(|e| Self::bad(key, e))
             })
             .collect()
+    }
+
+    /// An optional array of floats.
+    pub fn opt_f32s(&self, key: &str) -> Result<Option<Vec<f32>>> {
+        let Some(v) = self.content.metadata.get(key) else {
+            return Ok(None);
+        };
+        v.to_vec()
+            .map_err(|e| Self::bad(key, e))?
+            .iter()
+            .map(|v| v.to_f32().map_err(|e| Self::bad(key, e)))
+            .collect::<Result<Vec<_>>>()
+            .map(Some)
     }
 
     /// An optional array of integers.

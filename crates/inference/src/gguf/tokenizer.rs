@@ -43,6 +43,9 @@ fn byte_level_pre_tokenizer(pre: &str) -> Json {
 /// Builds the tokenizer of a GGUF file, plus its BOS id when the model adds one.
 pub fn tokenizer_from_gguf(md: &Metadata) -> Result<(tokenizers::Tokenizer, Option<u32>)> {
     let model = md.string("tokenizer.ggml.model")?;
+    if model == "llama" {
+        return super::spm::spm_tokenizer(md);
+    }
     if model != "gpt2" {
         return Err(Error::Unsupported {
             what: "GGUF tokenizer model",
