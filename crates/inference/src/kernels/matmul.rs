@@ -120,7 +120,7 @@ impl QuantMatmul {
             return None;
         }
         let blocks = q4_1::blocks_from_bytes(bytes);
-        let weights = if n % 4 == 0 {
+        let weights = if n.is_multiple_of(4) {
             Weights::Q4_1x4(q4_1x4::repack(&blocks, n, k / QK), q4_1x4_kernel(true))
         } else {
             Weights::Q4_1(blocks, q4_1_kernel(true))

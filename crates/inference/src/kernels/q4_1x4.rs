@@ -41,13 +41,13 @@ pub fn repack(blocks: &[BlockQ4_1], n: usize, kb: usize) -> Vec<BlockQ4_1x4> {
 pub fn dot_scalar(g: &[BlockQ4_1x4], x: &[BlockQ8]) -> [f32; 4] {
     let mut out = [0f32; 4];
     for (gb, xb) in g.iter().zip(x) {
-        for r in 0..4 {
+        for (r, acc) in out.iter_mut().enumerate() {
             let mut sum = 0i32;
             for j in 0..QK / 2 {
                 sum += (gb.qs[r][j] & 0x0f) as i32 * xb.qs[j] as i32;
                 sum += (gb.qs[r][j] >> 4) as i32 * xb.qs[j + QK / 2] as i32;
             }
-            out[r] += gb.d[r].to_f32() * xb.d * sum as f32 + gb.m[r].to_f32() * xb.s;
+            *acc += gb.d[r].to_f32() * xb.d * sum as f32 + gb.m[r].to_f32() * xb.s;
         }
     }
     out
