@@ -2,7 +2,7 @@
 """Prefill and decode tok/s of vlm-server's engine and llama.cpp, side by side, same run.
 
     python3 benches/compare_llama_cpp.py [--model models/.cache/SmolLM2-135M-Instruct.Q4_1.gguf]
-        [--threads 2] [--prompt-tokens 200] [--decode-tokens 128] [--reps 3]
+        [--threads 2] [--prompt-tokens 200] [--decode-tokens 128] [--reps 3] [--rounds 3]
 
 llama.cpp comes from the PyPI package llama-cpp-python (it builds llama.cpp from source,
 a few minutes on 2 cores), installed into its own venv (.venv-llamacpp, ignored; or pass
@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import textwrap
@@ -84,6 +85,7 @@ def main() -> None:
     ap.add_argument("--prompt-tokens", type=int, default=200)
     ap.add_argument("--decode-tokens", type=int, default=128)
     ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--llama-python", help="a python with llama-cpp-python installed")
     args = ap.parse_args()
     common = [str(args.prompt_tokens), str(args.decode_tokens), str(args.reps)]
@@ -93,21 +95,31 @@ def main() -> None:
     ours_cmd = ["cargo", "bench", "-q", "-p", "vlm-inference", "--bench", "gguf_speed", "--",
                 args.model, "--prompt-tokens", common[0], "--decode-tokens", common[1],
                 "--reps", common[2], "--threads", str(args.threads), "--json"]
-    out = subprocess.run(ours_cmd, cwd=REPO, check=True, capture_output=True, text=True)
-    ours = json.loads(out.stdout.strip().splitlines()[-1])
-
     py = llama_python(args)
-    out = subprocess.run([py, "-c", LLAMA_SIDE, args.model, str(args.threads), *common,
-                          bench_text()], check=True, capture_output=True, text=True)
-    theirs = json.loads(out.stdout.strip().splitlines()[-1])
+    llama_cmd = [py, "-c", LLAMA_SIDE, args.model, str(args.threads), *common, bench_text()]
+
+    def run(cmd, cwd=None) -> dict:
+        out = subprocess.run(cmd, cwd=cwd, check=True, capture_output=True, text=True)
+        return json.loads(out.stdout.strip().splitlines()[-1])
+
+    # Alternate the two engines so a noisy neighbour hits both alike; report medians.
+    rounds = []
+    for _ in range(args.rounds):
+        rounds.append((run(ours_cmd, cwd=REPO), run(llama_cmd)))
+    version = rounds[0][1]["version"]
 
     print(f"model {Path(args.model).name}, {args.threads} threads, "
-          f"{args.prompt_tokens}-token prompt, {args.decode_tokens} decoded tokens, "
-          f"best of {args.reps}; llama.cpp via llama-cpp-python {theirs['version']}\n")
-    print("| | vlm-server (tok/s) | llama.cpp (tok/s) | ratio |")
-    print("|---|---:|---:|---:|")
+          f"{args.prompt_tokens}-token prompt, {args.decode_tokens} decoded tokens, best of "
+          f"{args.reps} per round, median of {args.rounds} alternating rounds; llama.cpp via "
+          f"llama-cpp-python {version}\n")
+    print("| | vlm-server (tok/s) | llama.cpp (tok/s) | ratio | per-round ratios |")
+    print("|---|---:|---:|---:|---|")
     for key, name in (("prefill_tok_s", "prefill"), ("decode_tok_s", "decode")):
-        print(f"| {name} | {ours[key]:.1f} | {theirs[key]:.1f} | {ours[key] / theirs[key]:.2f}× |")
+        ours = statistics.median(r[0][key] for r in rounds)
+        theirs = statistics.median(r[1][key] for r in rounds)
+        ratios = [r[0][key] / r[1][key] for r in rounds]
+        print(f"| {name} | {ours:.1f} | {theirs:.1f} | {statistics.median(ratios):.2f}× | "
+              + ", ".join(f"{x:.2f}" for x in ratios) + " |")
 
 
 if __name__ == "__main__":

@@ -73,21 +73,36 @@ fn q8_0_kernel(simd: bool) -> Kernel<BlockQ8_0> {
 
 /// Four rows' dot products from a repacked group.
 type DotGroup = unsafe fn(&[BlockQ4_1x4], &[BlockQ8]) -> [f32; 4];
+/// The same for two activation rows at once.
+type DotGroup2 = unsafe fn(&[BlockQ4_1x4], &[BlockQ8], &[BlockQ8]) -> [[f32; 4]; 2];
 
-fn q4_1x4_kernel(simd: bool) -> DotGroup {
+/// Kernels for repacked Q4_1 groups: one activation row, and two when available.
+#[derive(Clone, Copy)]
+struct GroupKernel {
+    one: DotGroup,
+    two: Option<DotGroup2>,
+}
+
+fn q4_1x4_kernel(simd: bool) -> GroupKernel {
     #[cfg(target_arch = "x86_64")]
     if simd && has_avx2() && is_x86_feature_detected!("f16c") {
-        return q4_1x4::dot_avx2;
+        return GroupKernel {
+            one: q4_1x4::dot_avx2,
+            two: Some(q4_1x4::dot2_avx2),
+        };
     }
     let _ = simd;
-    q4_1x4::dot_scalar
+    GroupKernel {
+        one: q4_1x4::dot_scalar,
+        two: None,
+    }
 }
 
 /// The weights in one of the formats we have kernels for.
 enum Weights {
     Q4_1(Vec<BlockQ4_1>, Kernel<BlockQ4_1>),
     /// Q4_1 repacked four rows at a time (row count a multiple of 4).
-    Q4_1x4(Vec<BlockQ4_1x4>, DotGroup),
+    Q4_1x4(Vec<BlockQ4_1x4>, GroupKernel),
     Q8_0(Vec<BlockQ8_0>, Kernel<BlockQ8_0>),
 }
 
@@ -205,8 +220,21 @@ impl QuantMatmul {
     pub fn run(&self, x: &[f32], rows: usize) -> Vec<f32> {
         let kb = self.k / QK;
         let mut xq = vec![BlockQ8::default(); rows * kb];
-        for (row, out) in x.chunks_exact(self.k).zip(xq.chunks_exact_mut(kb)) {
-            quantize_row(row, out);
+        if rows < 8 {
+            for (row, out) in x.chunks_exact(self.k).zip(xq.chunks_exact_mut(kb)) {
+                quantize_row(row, out);
+            }
+        } else {
+            let (xq_addr, k) = (xq.as_mut_ptr() as usize, self.k);
+            candle_core::utils::barrier_pool().execute_chunked(rows, |range| {
+                for i in range {
+                    // SAFETY: row i's blocks are written by this work item only.
+                    let out = unsafe {
+                        std::slice::from_raw_parts_mut((xq_addr as *mut BlockQ8).add(i * kb), kb)
+                    };
+                    quantize_row(&x[i * k..(i + 1) * k], out);
+                }
+            });
         }
         let mut dst = vec![0f32; rows * self.n];
         match &self.weights {
@@ -223,7 +251,7 @@ impl QuantMatmul {
 /// [`products`] for weights repacked in groups of four rows.
 fn grouped_products(
     groups: &[BlockQ4_1x4],
-    dot: DotGroup,
+    kernel: GroupKernel,
     xq: &[BlockQ8],
     kb: usize,
     n: usize,
@@ -238,13 +266,24 @@ fn grouped_products(
             let end = (items.end * GROUPS_PER_ITEM).min(n_groups);
             for g in items.start * GROUPS_PER_ITEM..end {
                 let group = &groups[g * kb..(g + 1) * kb];
-                for (i, xr) in xq.chunks_exact(kb).enumerate() {
-                    // SAFETY: `dot` was chosen for this CPU; columns 4g..4g+4 of row i are
-                    // written by this work item only, inside `dst`'s `rows * n` values.
-                    unsafe {
-                        let v = dot(group, xr);
-                        let out = (dst_addr as *mut f32).add(i * n + 4 * g);
-                        std::ptr::copy_nonoverlapping(v.as_ptr(), out, 4);
+                let rows = xq.len() / kb;
+                let x = |i: usize| &xq[i * kb..(i + 1) * kb];
+                // SAFETY: the kernels were chosen for this CPU; columns 4g..4g+4 of each row
+                // are written by this work item only, inside `dst`'s `rows * n` values.
+                unsafe {
+                    let out = |i: usize| (dst_addr as *mut f32).add(i * n + 4 * g);
+                    let mut i = 0;
+                    if let Some(two) = kernel.two {
+                        while i + 2 <= rows {
+                            let v = two(group, x(i), x(i + 1));
+                            std::ptr::copy_nonoverlapping(v[0].as_ptr(), out(i), 4);
+                            std::ptr::copy_nonoverlapping(v[1].as_ptr(), out(i + 1), 4);
+                            i += 2;
+                        }
+                    }
+                    for i in i..rows {
+                        let v = (kernel.one)(group, x(i));
+                        std::ptr::copy_nonoverlapping(v.as_ptr(), out(i), 4);
                     }
                 }
             }
@@ -335,7 +374,7 @@ mod tests {
         let ours = QuantMatmul::q4_1(&bytes, n, k).unwrap();
         let wf = q.dequantize(&dev).unwrap();
         let candle = QMatMul::from_qtensor(q).unwrap();
-        for rows in [1usize, 5] {
+        for rows in [1usize, 5, 9] {
             let x = Tensor::randn(0f32, 1., (1, rows, k), &dev).unwrap();
             let got = x.apply_op1_no_bwd(&ours).unwrap();
             assert_eq!(got.dims(), &[1, rows, n]);

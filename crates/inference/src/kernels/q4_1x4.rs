@@ -99,6 +99,68 @@ pub unsafe fn dot_avx2(g: &[BlockQ4_1x4], x: &[BlockQ8]) -> [f32; 4] {
     ]
 }
 
+/// [`dot_avx2`] for two activation rows at once: each weight block is unpacked once and
+/// used twice (prefill, where many rows share the weights).
+///
+/// # Safety
+/// The CPU must support AVX2, F16C and FMA; `x0` and `x1` have `g.len()` blocks.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn dot2_avx2(g: &[BlockQ4_1x4], x0: &[BlockQ8], x1: &[BlockQ8]) -> [[f32; 4]; 2] {
+    use std::arch::x86_64::*;
+    let low_mask = _mm256_set1_epi8(0x0f);
+    let ones = _mm256_set1_epi16(1);
+    let mut acc0 = [_mm256_setzero_ps(); 4];
+    let mut acc1 = [_mm256_setzero_ps(); 4];
+    let mut off0 = _mm_setzero_ps();
+    let mut off1 = _mm_setzero_ps();
+    for (b, gb) in g.iter().enumerate() {
+        let (xa, xb) = (x0.get_unchecked(b), x1.get_unchecked(b));
+        let qa = _mm256_loadu_si256(xa.qs.as_ptr() as *const __m256i);
+        let qb = _mm256_loadu_si256(xb.qs.as_ptr() as *const __m256i);
+        let d4 = _mm_cvtph_ps(_mm_loadl_epi64(gb.d.as_ptr() as *const __m128i));
+        let m4 = _mm_cvtph_ps(_mm_loadl_epi64(gb.m.as_ptr() as *const __m128i));
+        off0 = _mm_fmadd_ps(m4, _mm_set1_ps(xa.s), off0);
+        off1 = _mm_fmadd_ps(m4, _mm_set1_ps(xb.s), off1);
+        let da = _mm_mul_ps(d4, _mm_set1_ps(xa.d));
+        let db = _mm_mul_ps(d4, _mm_set1_ps(xb.d));
+        let dda = _mm256_set_m128(da, da);
+        let ddb = _mm256_set_m128(db, db);
+        macro_rules! row {
+            ($r:literal, $imm:literal) => {{
+                let packed = _mm_loadu_si128(gb.qs[$r].as_ptr() as *const __m128i);
+                let both = _mm256_set_m128i(_mm_srli_epi16(packed, 4), packed);
+                let qw = _mm256_and_si256(both, low_mask);
+                let pa = _mm256_madd_epi16(_mm256_maddubs_epi16(qw, qa), ones);
+                let pb = _mm256_madd_epi16(_mm256_maddubs_epi16(qw, qb), ones);
+                acc0[$r] = _mm256_fmadd_ps(
+                    _mm256_permute_ps(dda, $imm),
+                    _mm256_cvtepi32_ps(pa),
+                    acc0[$r],
+                );
+                acc1[$r] = _mm256_fmadd_ps(
+                    _mm256_permute_ps(ddb, $imm),
+                    _mm256_cvtepi32_ps(pb),
+                    acc1[$r],
+                );
+            }};
+        }
+        row!(0, 0x00);
+        row!(1, 0x55);
+        row!(2, 0xaa);
+        row!(3, 0xff);
+    }
+    let (mut o0, mut o1) = ([0f32; 4], [0f32; 4]);
+    _mm_storeu_ps(o0.as_mut_ptr(), off0);
+    _mm_storeu_ps(o1.as_mut_ptr(), off1);
+    let mut out = [[0f32; 4]; 2];
+    for r in 0..4 {
+        out[0][r] = super::hsum_avx(acc0[r]) + o0[r];
+        out[1][r] = super::hsum_avx(acc1[r]) + o1[r];
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -127,6 +189,11 @@ mod tests {
         let mut xq = vec![BlockQ8::default(); kb];
         quantize_row(&x, &mut xq);
         let packed = repack(&blocks, n, kb);
+        let x2: Vec<f32> = (0..kb * QK)
+            .map(|i| ((i * 7) % 23) as f32 * 0.07 - 0.6)
+            .collect();
+        let mut xq2 = vec![BlockQ8::default(); kb];
+        quantize_row(&x2, &mut xq2);
         for g in 0..n / 4 {
             let group = &packed[g * kb..(g + 1) * kb];
             let scalar = dot_scalar(group, &xq);
