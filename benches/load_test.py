@@ -68,9 +68,12 @@ async def run(args) -> dict:
         b64 = base64.b64encode(open(args.image, "rb").read()).decode()
         content.append({"type": "image_url", "image_url": {"url": f"data:image/png;base64,{b64}"}})
     content.append({"type": "text", "text": args.prompt})
+    # Text-only requests send a plain string, as most clients do (some servers' chat
+    # templates cannot take a list of parts).
+    message = content if args.image else args.prompt
     body = {
         "model": args.model,
-        "messages": [{"role": "user", "content": content}],
+        "messages": [{"role": "user", "content": message}],
         "max_tokens": args.max_tokens,
         "temperature": 0,
         "stream": True,
