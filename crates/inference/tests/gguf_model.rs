@@ -10,6 +10,9 @@
 //! within [`QUANT_LOGIT_TOL`]; greedy tokens identical up to the first step whose reference
 //! top-2 gap is under [`TIE_GAP`].
 
+#[macro_use]
+mod common;
+
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
@@ -23,22 +26,8 @@ const QUANT_LOGIT_TOL: f32 = 1.5;
 /// Reference steps whose top-2 gap is below this are ties that rounding may flip.
 const TIE_GAP: f32 = 1.0;
 
-fn gguf_path() -> PathBuf {
-    std::env::var_os("VLM_SMOLLM2_GGUF")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                .join("../../models/.cache/SmolLM2-135M-Instruct.Q4_1.gguf")
-        })
-}
-
 fn load(dequantize_gguf: bool) -> VisionLanguageModel {
-    let path = gguf_path();
-    assert!(
-        path.is_file(),
-        "{} is missing: run `make models/.cache/SmolLM2-135M-Instruct.Q4_1.gguf` (make test does)",
-        path.display()
-    );
+    let path = common::smollm2_gguf();
     let opts = LoadOptions {
         dequantize_gguf,
         ..LoadOptions::default()

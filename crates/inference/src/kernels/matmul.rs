@@ -171,37 +171,39 @@ impl QuantMatmul {
             return None;
         }
         let n = parts.iter().map(|p| p.n).sum();
+        /// Every part's blocks, in order, when all hold the variant `pick` selects.
+        fn stacked<T: Clone>(
+            parts: &[&QuantMatmul],
+            pick: impl Fn(&Weights) -> Option<&Vec<T>>,
+        ) -> Option<Vec<T>> {
+            let mut all = Vec::new();
+            for p in parts {
+                all.extend_from_slice(pick(&p.weights)?);
+            }
+            Some(all)
+        }
         let weights = match &first.weights {
-            Weights::Q4_1(_, kernel) => {
-                let mut all = Vec::new();
-                for p in parts {
-                    let Weights::Q4_1(b, _) = &p.weights else {
-                        return None;
-                    };
-                    all.extend_from_slice(b);
-                }
-                Weights::Q4_1(all, *kernel)
-            }
-            Weights::Q8_0(_, kernel) => {
-                let mut all = Vec::new();
-                for p in parts {
-                    let Weights::Q8_0(b, _) = &p.weights else {
-                        return None;
-                    };
-                    all.extend_from_slice(b);
-                }
-                Weights::Q8_0(all, *kernel)
-            }
-            Weights::Q4_1x4(_, kernel) => {
-                let mut all = Vec::new();
-                for p in parts {
-                    let Weights::Q4_1x4(b, _) = &p.weights else {
-                        return None;
-                    };
-                    all.extend_from_slice(b);
-                }
-                Weights::Q4_1x4(all, *kernel)
-            }
+            Weights::Q4_1(_, kernel) => Weights::Q4_1(
+                stacked(parts, |w| match w {
+                    Weights::Q4_1(b, _) => Some(b),
+                    _ => None,
+                })?,
+                *kernel,
+            ),
+            Weights::Q8_0(_, kernel) => Weights::Q8_0(
+                stacked(parts, |w| match w {
+                    Weights::Q8_0(b, _) => Some(b),
+                    _ => None,
+                })?,
+                *kernel,
+            ),
+            Weights::Q4_1x4(_, kernel) => Weights::Q4_1x4(
+                stacked(parts, |w| match w {
+                    Weights::Q4_1x4(b, _) => Some(b),
+                    _ => None,
+                })?,
+                *kernel,
+            ),
         };
         Some(Self { weights, n, k })
     }

@@ -15,6 +15,22 @@ pub fn reference_dir(name: &str) -> PathBuf {
         .join(name)
 }
 
+/// SmolLM2-135M-Instruct's GGUF (`make test` fetches it; `VLM_SMOLLM2_GGUF` overrides).
+pub fn smollm2_gguf() -> PathBuf {
+    let path = std::env::var_os("VLM_SMOLLM2_GGUF")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../../models/.cache/SmolLM2-135M-Instruct.Q4_1.gguf")
+        });
+    assert!(
+        path.is_file(),
+        "{} is missing: run `make models/.cache/SmolLM2-135M-Instruct.Q4_1.gguf` (make test does)",
+        path.display()
+    );
+    path
+}
+
 /// One golden case from `goldens/cases.json`.
 pub struct GoldenCase {
     pub name: String,
