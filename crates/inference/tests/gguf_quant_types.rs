@@ -179,8 +179,10 @@ fn every_quantization_type_loads_and_runs_close_to_its_dequantized_weights() {
         eprintln!("{dtype:?}: max |logit| {scale:.3}, quantized vs dequantized max diff {diff:.4}");
         assert!(quantized.iter().all(|v| v.is_finite()), "{dtype:?}");
         assert!(scale > 0.1, "{dtype:?}: degenerate logits");
-        // Q2K lands ~8× further than the other types (candle's Q2K product vs its own
-        // dequantization; recorded on issue 6, not yet explained), so it gets its own bound.
+        // Q2K lands ~8× further than the other types through the model. Checked by hand: on a
+        // single 256×256 product candle's Q2K kernel is as close to its dequantization as the
+        // Q3K/Q4K ones (0.039), and that dequantization equals gguf-py's bit for bit; the
+        // model-level gap is recorded on issue 6, not explained further. Its own bound:
         let tol = if dtype == Q2K { 0.15 } else { 0.02 };
         assert!(diff <= tol * scale, "{dtype:?}: {diff} vs scale {scale}");
     }
