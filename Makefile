@@ -10,7 +10,7 @@ PORT ?= 8000
 REF_VENV ?= .venv-ref
 SDK_VENV ?= .venv-sdk
 
-.PHONY: all build test sdk-test run lint fmt reference-models bench bench-load clean
+.PHONY: all build test sdk-test run lint fmt reference-models bench bench-llama-cpp bench-load clean
 
 all: build
 
@@ -44,9 +44,14 @@ $(SDK_VENV)/.installed: tests/sdk/requirements.txt
 	$(SDK_VENV)/bin/pip install -q -r tests/sdk/requirements.txt
 	touch $@
 
-## Criterion micro-benchmarks.
-bench:
+## Benchmarks: the sampler (criterion) and GGUF prefill/decode tok/s (SmolLM2 Q4_1).
+bench: $(SMOL_GGUF)
 	$(CARGO) bench -p vlm-inference
+
+## Our GGUF prefill/decode against llama.cpp, side by side (builds llama-cpp-python into
+## .venv-llamacpp on first use: a few minutes).
+bench-llama-cpp: $(SMOL_GGUF)
+	$(PYTHON) benches/compare_llama_cpp.py --model $(SMOL_GGUF)
 
 ## End-to-end streaming load against `make run` (start it first; MODEL/PORT as for run).
 bench-load: $(SDK_VENV)/.installed
