@@ -152,7 +152,8 @@ pub fn attend(
         attend_one(qrow, kv, h / n_rep, first..pos + 1, scale, dst, scores);
     };
     let items = heads * seq;
-    if items * (offset + seq) < 4096 {
+    // Below ~1k query·key pairs the pool hand-off costs more than it saves.
+    if items < 2 || items * (offset + seq) < 1024 {
         let mut scores = Vec::with_capacity(offset + seq);
         (0..items).for_each(|idx| item(idx, &mut scores));
     } else {
