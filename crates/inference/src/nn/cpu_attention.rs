@@ -175,7 +175,13 @@ mod tests {
     fn matches_the_tensor_attention_with_gqa_cache_and_window() {
         let dev = Device::Cpu;
         let (heads, kv_heads, d) = (4, 2, 8);
-        for (past, seq, window) in [(0usize, 5usize, None), (5, 1, None), (3, 4, Some(3))] {
+        // The last case is large enough to run on the worker pool.
+        for (past, seq, window) in [
+            (0usize, 5usize, None),
+            (5, 1, None),
+            (3, 4, Some(3)),
+            (300, 2, Some(100)),
+        ] {
             let total = past + seq;
             let q = Tensor::randn(0f32, 1., (1, heads, seq, d), &dev).unwrap();
             let k = Tensor::randn(0f32, 1., (1, kv_heads, total, d), &dev).unwrap();
