@@ -35,7 +35,11 @@ pub enum DecoderWeights<'a> {
 }
 
 fn err(e: crate::Error) -> candle_core::Error {
-    candle_core::Error::Msg(e.to_string())
+    // The caller wraps the message as a weights error again: keep only the inner text.
+    match e {
+        crate::Error::Weights(m) => candle_core::Error::Msg(m),
+        other => candle_core::Error::Msg(other.to_string()),
+    }
 }
 
 /// llama.cpp's tensor name for a Hugging Face module path (without `.weight`).
