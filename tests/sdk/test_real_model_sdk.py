@@ -115,3 +115,31 @@ def test_text_parts_are_accepted(smol_client):
 
 def test_models_lists_the_gguf_model(smol_client):
     assert [m.id for m in smol_client.models.list().data] == [SMOL_NAME]
+
+
+def test_next_turn_reuses_the_prefix_and_matches_a_fresh_answer(smol_client):
+    first = [{"role": "user", "content": "What is the capital of Japan?"}]
+    a = smol_client.chat.completions.create(
+        model=SMOL_NAME, messages=first, temperature=0, max_tokens=32
+    )
+    follow = first + [
+        {"role": "assistant", "content": a.choices[0].message.content},
+        {"role": "user", "content": "And what is the largest ocean on Earth?"},
+    ]
+    b = smol_client.chat.completions.create(
+        model=SMOL_NAME, messages=follow, temperature=0, max_tokens=32
+    )
+    # The first turn's prompt and answer come from the cache.
+    assert b.usage.prompt_tokens_details.cached_tokens >= a.usage.prompt_tokens
+    assert "Pacific" in b.choices[0].message.content
+    # A different conversation in between drops the reuse; the answer is the same.
+    smol_client.chat.completions.create(
+        model=SMOL_NAME,
+        messages=[{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}],
+        temperature=0,
+        max_tokens=4,
+    )
+    c = smol_client.chat.completions.create(
+        model=SMOL_NAME, messages=follow, temperature=0, max_tokens=32
+    )
+    assert c.choices[0].message.content == b.choices[0].message.content

@@ -457,7 +457,17 @@ def test_logprobs_streaming_equal_non_streaming(client, greedy40):
         for e in c.logprobs.content
     ]
     whole = [e.model_dump() for e in greedy40.choices[0].logprobs.content]
-    assert streamed == whole
+    # Same tokens and bytes; values equal up to float summation order, since a request may
+    # reuse an earlier one's prompt keys/values (prefix cache), computed in another split.
+    def shape(entries):
+        return [(e["token"], e["bytes"], [(t["token"], t["bytes"]) for t in e["top_logprobs"]])
+                for e in entries]
+
+    def values(entries):
+        return [v for e in entries for v in [e["logprob"]] + [t["logprob"] for t in e["top_logprobs"]]]
+
+    assert shape(streamed) == shape(whole)
+    assert max(abs(a - b) for a, b in zip(values(streamed), values(whole))) < 1e-4
     assert streamed_text(chunks) == content(greedy40)
 
 

@@ -173,6 +173,7 @@ impl RunningServer {
         let quantize = args.quantize.map(|q| q.ggml());
         let dequantize_gguf = args.dequantize_gguf;
         let max_queue = args.max_queue;
+        let prefix_cache = !args.no_prefix_cache;
         let load_state = state.clone();
         let loading = tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
             tracing::info!(model = ?source, "resolving model");
@@ -198,7 +199,9 @@ impl RunningServer {
             let _ = load_state
                 .system_fingerprint
                 .set(fingerprint(&dir, dtype, &device));
-            let _ = load_state.engine.set(Engine::start(model, max_queue));
+            let _ = load_state
+                .engine
+                .set(Engine::start_with(model, max_queue, prefix_cache));
             Ok(())
         });
         Ok(Self {

@@ -60,6 +60,10 @@ pub struct Args {
     /// Largest request body in bytes (413 beyond).
     #[arg(long, env = "VLM_MAX_BODY_BYTES", default_value_t = 32 * 1024 * 1024)]
     pub max_body_bytes: usize,
+    /// Do not keep the last text-only request's keys/values for reuse by a request that
+    /// starts with the same tokens (the next turn of a chat).
+    #[arg(long, env = "VLM_NO_PREFIX_CACHE")]
+    pub no_prefix_cache: bool,
     /// Most images in one request.
     #[arg(long, env = "VLM_MAX_IMAGES_PER_REQUEST", default_value_t = 8)]
     pub max_images_per_request: usize,

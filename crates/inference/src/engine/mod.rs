@@ -69,6 +69,8 @@ pub enum FinishReason {
 pub struct Usage {
     /// Prompt tokens, image tokens included.
     pub prompt_tokens: usize,
+    /// Prompt tokens whose keys/values came from the prefix cache (not recomputed).
+    pub cached_tokens: usize,
     /// Generated tokens over all choices.
     pub completion_tokens: usize,
 }
@@ -189,12 +191,26 @@ pub struct EngineStats {
     pub finished_requests: AtomicU64,
     /// Prompt forward passes (one per request, shared by its `n` choices).
     pub prefills: AtomicU64,
+    /// Prompt tokens run through the model (cached prefix tokens are not).
+    pub prefilled_tokens: AtomicU64,
 }
 
 impl Engine {
     /// Starts the worker thread that owns `model`. At most `max_in_flight` requests are
     /// queued or running at once; more are refused with [`SubmitError::QueueFull`].
     pub fn start(model: VisionLanguageModel, max_in_flight: usize) -> Self {
+        Self::start_with(model, max_in_flight, true)
+    }
+
+    /// [`Self::start`]; with `prefix_cache` the keys/values of the last text-only request
+    /// (prompt and the first choice's answer) are kept, and a request whose prompt starts
+    /// with the same tokens (the next turn of a chat, a repeated system prompt) computes
+    /// only the rest.
+    pub fn start_with(
+        model: VisionLanguageModel,
+        max_in_flight: usize,
+        prefix_cache: bool,
+    ) -> Self {
         let (jobs, rx) = std::sync::mpsc::channel::<Job>();
         let context_length = model.context_length();
         let vocab_size = model.text_config().vocab_size;
@@ -203,7 +219,7 @@ impl Engine {
         let worker_stats = stats.clone();
         let spawned = std::thread::Builder::new()
             .name("vlm-engine".into())
-            .spawn(move || worker::run(model, rx, worker_stats));
+            .spawn(move || worker::run(model, rx, worker_stats, prefix_cache));
         if let Err(e) = spawned {
             tracing::error!(error = %e, "could not start the engine thread");
         }

@@ -13,13 +13,42 @@ use super::{
     LogprobEntry, TokenLogprobs, Usage,
 };
 use crate::error::Error;
-use crate::vlm::VisionLanguageModel;
+use crate::vlm::{PreparedPrompt, VisionLanguageModel};
+
+/// The keys/values of the last text-only request: the tokens fed so far and their cache.
+struct PrefixCache {
+    ids: Vec<u32>,
+    cache: KvCache,
+}
+
+impl PrefixCache {
+    /// Takes the cache if it shares at least one token with `ids`, truncated to the shared
+    /// prefix, leaving at least the last prompt token to compute (its logits are needed).
+    fn take_for(slot: &mut Option<PrefixCache>, ids: &[u32]) -> Option<(KvCache, usize)> {
+        let entry = slot.as_ref()?;
+        let shared = entry
+            .ids
+            .iter()
+            .zip(ids)
+            .take_while(|(a, b)| a == b)
+            .count()
+            .min(ids.len().saturating_sub(1));
+        if shared == 0 {
+            return None;
+        }
+        let mut cache = slot.take()?.cache;
+        cache.truncate(shared).ok()?;
+        Some((cache, shared))
+    }
+}
 
 pub(super) fn run(
     model: VisionLanguageModel,
     jobs: std::sync::mpsc::Receiver<Job>,
     stats: Arc<EngineStats>,
+    prefix_cache: bool,
 ) {
+    let mut prefix: Option<PrefixCache> = None;
     while let Ok(job) = jobs.recv() {
         if !job.events.is_closed() {
             let events = job.events.clone();
@@ -29,7 +58,12 @@ pub(super) fn run(
                 }
                 events.send(e).is_ok()
             };
-            if let Err(e) = generate(&model, &job.request, &stats, &emit) {
+            let slot = if prefix_cache {
+                Some(&mut prefix)
+            } else {
+                None
+            };
+            if let Err(e) = generate(&model, &job.request, &stats, &emit, slot) {
                 let _ = job.events.send(GenerationEvent::Error(e));
             }
         }
@@ -56,6 +90,7 @@ fn generate(
     req: &GenerationRequest,
     stats: &EngineStats,
     emit: &dyn Fn(GenerationEvent) -> bool,
+    mut prefix: Option<&mut Option<PrefixCache>>,
 ) -> Result<(), EngineError> {
     let prepared = model
         .prepare_with_detail(&req.messages, &req.images, &req.image_details)
@@ -74,12 +109,31 @@ fn generate(
         .max_new_tokens
         .unwrap_or(max_context - prompt_tokens)
         .min(max_context - prompt_tokens);
+    // Image features are not identified by their placeholder ids: only text-only prompts
+    // take part in prefix reuse.
+    let text_only = prepared.images.is_none();
+    let reused = match prefix.as_deref_mut() {
+        Some(slot) if text_only => PrefixCache::take_for(slot, &prepared.input_ids),
+        Some(slot) => {
+            *slot = None;
+            None
+        }
+        None => None,
+    };
     // One prefill, shared by every choice: each choice continues from a copy of its cache.
-    let mut cache = model.new_cache();
+    let (mut cache, cached_tokens) = reused.unwrap_or_else(|| (model.new_cache(), 0));
+    let rest = PreparedPrompt {
+        prompt: String::new(),
+        input_ids: prepared.input_ids[cached_tokens..].to_vec(),
+        images: prepared.images.clone(),
+    };
     let last = model
-        .prefill_last_logits(&prepared, &mut cache)
+        .prefill_last_logits(&rest, &mut cache)
         .map_err(internal)?;
     stats.prefills.fetch_add(1, Ordering::Relaxed);
+    stats
+        .prefilled_tokens
+        .fetch_add(rest.input_ids.len() as u64, Ordering::Relaxed);
     if !emit(GenerationEvent::Started { prompt_tokens }) {
         return Ok(());
     }
@@ -94,9 +148,22 @@ fn generate(
             budget,
             emit,
         )?;
-        let Some((reason, generated)) = outcome else {
+        let Some(done) = outcome else {
             return Ok(());
         };
+        let (reason, generated) = (done.reason, done.generated);
+        if choice == 0 && text_only {
+            if let Some(slot) = prefix.as_deref_mut() {
+                let mut ids = prepared.input_ids.clone();
+                ids.extend(&done.fed);
+                if ids.len() == done.cache.seq_len() {
+                    *slot = Some(PrefixCache {
+                        ids,
+                        cache: done.cache,
+                    });
+                }
+            }
+        }
         completion_tokens += generated;
         if !emit(GenerationEvent::ChoiceFinished { choice, reason }) {
             return Ok(());
@@ -105,6 +172,7 @@ fn generate(
     emit(GenerationEvent::Done {
         usage: Usage {
             prompt_tokens,
+            cached_tokens,
             completion_tokens,
         },
     });
@@ -120,8 +188,17 @@ fn entry(model: &VisionLanguageModel, id: u32, logprob: f32) -> LogprobEntry {
     }
 }
 
-/// Generates one choice; `None` when the client has gone away, else the finish reason and
-/// the number of tokens generated.
+/// A finished choice.
+struct ChoiceDone {
+    reason: FinishReason,
+    /// Tokens generated (counted in usage).
+    generated: usize,
+    /// The cache after the choice, and the generated tokens it holds (fed back to the model).
+    cache: KvCache,
+    fed: Vec<u32>,
+}
+
+/// Generates one choice; `None` when the client has gone away.
 fn run_choice(
     model: &VisionLanguageModel,
     req: &GenerationRequest,
@@ -130,7 +207,8 @@ fn run_choice(
     mut logits: Tensor,
     budget: usize,
     emit: &dyn Fn(GenerationEvent) -> bool,
-) -> Result<Option<(FinishReason, usize)>, EngineError> {
+) -> Result<Option<ChoiceDone>, EngineError> {
+    let mut fed = Vec::new();
     let mut sampler = Sampler::new(req.sampling.clone(), choice as u64);
     let mut stop = StopMatcher::new(&req.sampling.stop);
     let mut detok = Detokenizer::new();
@@ -170,7 +248,12 @@ fn run_choice(
             return Ok(None);
         }
         if stopped {
-            return Ok(Some((FinishReason::Stop, generated)));
+            return Ok(Some(ChoiceDone {
+                reason: FinishReason::Stop,
+                generated,
+                cache,
+                fed,
+            }));
         }
         if generated >= budget {
             break FinishReason::Length;
@@ -179,6 +262,7 @@ fn run_choice(
             .model()
             .decode_step(sampled.id, &mut cache)
             .map_err(internal)?;
+        fed.push(sampled.id);
     };
     // Release what was held back: an incomplete character, a possible stop sequence.
     let tail = detok.flush(model.tokenizer()).map_err(internal)?;
@@ -190,5 +274,10 @@ fn run_choice(
     if !text.is_empty() && !emit(GenerationEvent::Text { choice, text }) {
         return Ok(None);
     }
-    Ok(Some((reason, generated)))
+    Ok(Some(ChoiceDone {
+        reason,
+        generated,
+        cache,
+        fed,
+    }))
 }

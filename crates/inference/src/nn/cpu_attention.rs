@@ -25,6 +25,11 @@ impl CpuKv {
         }
     }
 
+    /// Keeps the first `len` positions (a shared prompt prefix).
+    pub fn truncate(&mut self, len: usize) {
+        self.len = self.len.min(len);
+    }
+
     /// Positions stored.
     pub fn len(&self) -> usize {
         self.len

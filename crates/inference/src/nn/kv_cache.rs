@@ -29,6 +29,22 @@ impl LayerCache {
             .get_or_insert_with(|| CpuKv::new(kv_heads, head_dim))
     }
 
+    /// Keeps the first `len` positions.
+    pub fn truncate(&mut self, len: usize) -> Result<()> {
+        if let Some(cpu) = &mut self.cpu {
+            cpu.truncate(len);
+        }
+        if let Some((k, v)) = &self.kv {
+            let keep = len.min(k.dim(2)?);
+            self.kv = if keep == 0 {
+                None
+            } else {
+                Some((k.narrow(2, 0, keep)?, v.narrow(2, 0, keep)?))
+            };
+        }
+        Ok(())
+    }
+
     /// Number of cached positions.
     pub fn len(&self) -> usize {
         if let Some(cpu) = &self.cpu {
@@ -63,6 +79,11 @@ impl KvCache {
     /// Number of cached positions (the offset of the next token).
     pub fn seq_len(&self) -> usize {
         self.layers.first().map(LayerCache::len).unwrap_or(0)
+    }
+
+    /// Keeps the first `len` positions of every layer (reusing a prompt prefix).
+    pub fn truncate(&mut self, len: usize) -> Result<()> {
+        self.layers.iter_mut().try_for_each(|l| l.truncate(len))
     }
 
     /// The cache of layer `i`.

@@ -61,8 +61,16 @@ pub struct UsageBody {
 /// `usage.prompt_tokens_details`.
 #[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq, Default)]
 pub struct PromptTokensDetails {
-    /// Prompt tokens served from a prefix cache (none yet).
+    /// Prompt tokens served from the prefix cache (not recomputed).
     pub cached_tokens: usize,
+}
+
+impl From<&vlm_inference::engine::Usage> for UsageBody {
+    fn from(u: &vlm_inference::engine::Usage) -> Self {
+        let mut body = Self::new(u.prompt_tokens, u.completion_tokens);
+        body.prompt_tokens_details.cached_tokens = u.cached_tokens;
+        body
+    }
 }
 
 impl UsageBody {

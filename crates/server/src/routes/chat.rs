@@ -212,7 +212,7 @@ async fn collect_response(
                 finish_reason,
             })
             .collect(),
-        usage: UsageBody::new(usage.prompt_tokens, usage.completion_tokens),
+        usage: UsageBody::from(&usage),
     })
 }
 
@@ -335,7 +335,7 @@ fn stream_response(
                 }
                 GenerationEvent::Done { usage } => {
                     if writer.include_usage {
-                        let usage = UsageBody::new(usage.prompt_tokens, usage.completion_tokens);
+                        let usage = UsageBody::from(&usage);
                         if tx
                             .send(writer.chunk(Vec::new(), Some(usage)))
                             .await
