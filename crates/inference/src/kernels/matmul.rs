@@ -7,6 +7,7 @@ use super::q4_1::{self, BlockQ4_1};
 use super::q4_1x4::{self, BlockQ4_1x4};
 use super::q8::{quantize_row, BlockQ8, QK};
 use super::q8_0::{self, BlockQ8_0};
+use super::q8_0x4::{self, BlockQ8_0x4};
 
 /// Output columns per work item (a multiple of 4: the kernels do four rows at a time).
 const COLS_PER_ITEM: usize = 8;
@@ -72,18 +73,40 @@ fn q8_0_kernel(simd: bool) -> Kernel<BlockQ8_0> {
 }
 
 /// Four rows' dot products from a repacked group.
-type DotGroup = unsafe fn(&[BlockQ4_1x4], &[BlockQ8]) -> [f32; 4];
+type DotGroup<G> = unsafe fn(&[G], &[BlockQ8]) -> [f32; 4];
 /// The same for two activation rows at once.
-type DotGroup2 = unsafe fn(&[BlockQ4_1x4], &[BlockQ8], &[BlockQ8]) -> [[f32; 4]; 2];
+type DotGroup2<G> = unsafe fn(&[G], &[BlockQ8], &[BlockQ8]) -> [[f32; 4]; 2];
 
-/// Kernels for repacked Q4_1 groups: one activation row, and two when available.
-#[derive(Clone, Copy)]
-struct GroupKernel {
-    one: DotGroup,
-    two: Option<DotGroup2>,
+/// Kernels for repacked four-row groups: one activation row, and two when available.
+struct GroupKernel<G: 'static> {
+    one: DotGroup<G>,
+    two: Option<DotGroup2<G>>,
 }
 
-fn q4_1x4_kernel(simd: bool) -> GroupKernel {
+impl<G> Clone for GroupKernel<G> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<G> Copy for GroupKernel<G> {}
+
+fn q8_0x4_kernel(simd: bool) -> GroupKernel<BlockQ8_0x4> {
+    #[cfg(target_arch = "x86_64")]
+    if simd && has_avx2() && is_x86_feature_detected!("f16c") {
+        return GroupKernel {
+            one: q8_0x4::dot_avx2,
+            two: None,
+        };
+    }
+    let _ = simd;
+    GroupKernel {
+        one: q8_0x4::dot_scalar,
+        two: None,
+    }
+}
+
+fn q4_1x4_kernel(simd: bool) -> GroupKernel<BlockQ4_1x4> {
     #[cfg(target_arch = "x86_64")]
     if simd && has_avx2() && is_x86_feature_detected!("f16c") {
         return GroupKernel {
@@ -102,7 +125,9 @@ fn q4_1x4_kernel(simd: bool) -> GroupKernel {
 enum Weights {
     Q4_1(Vec<BlockQ4_1>, Kernel<BlockQ4_1>),
     /// Q4_1 repacked four rows at a time (row count a multiple of 4).
-    Q4_1x4(Vec<BlockQ4_1x4>, GroupKernel),
+    Q4_1x4(Vec<BlockQ4_1x4>, GroupKernel<BlockQ4_1x4>),
+    /// Q8_0 repacked four rows at a time.
+    Q8_0x4(Vec<BlockQ8_0x4>, GroupKernel<BlockQ8_0x4>),
     Q8_0(Vec<BlockQ8_0>, Kernel<BlockQ8_0>),
 }
 
@@ -117,7 +142,7 @@ impl std::fmt::Debug for QuantMatmul {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let kind = match self.weights {
             Weights::Q4_1(..) | Weights::Q4_1x4(..) => "Q4_1",
-            Weights::Q8_0(..) => "Q8_0",
+            Weights::Q8_0(..) | Weights::Q8_0x4(..) => "Q8_0",
         };
         write!(f, "QuantMatmul({kind}, {}x{})", self.n, self.k)
     }
@@ -145,11 +170,16 @@ impl QuantMatmul {
 
     /// Wraps raw GGUF Q8_0 data of an `(n, k)` matrix (same conditions as [`Self::q4_1`]).
     pub fn q8_0(bytes: &[u8], n: usize, k: usize) -> Option<Self> {
-        whole_blocks(bytes, n, k, q8_0::BLOCK_BYTES).then(|| Self {
-            weights: Weights::Q8_0(q8_0::blocks_from_bytes(bytes), q8_0_kernel(true)),
-            n,
-            k,
-        })
+        if !whole_blocks(bytes, n, k, q8_0::BLOCK_BYTES) {
+            return None;
+        }
+        let blocks = q8_0::blocks_from_bytes(bytes);
+        let weights = if n.is_multiple_of(4) {
+            Weights::Q8_0x4(q8_0x4::repack(&blocks, n, k / QK), q8_0x4_kernel(true))
+        } else {
+            Weights::Q8_0(blocks, q8_0_kernel(true))
+        };
+        Some(Self { weights, n, k })
     }
 
     /// Forces the portable scalar kernels (tests compare them with the SIMD ones).
@@ -158,6 +188,7 @@ impl QuantMatmul {
             Weights::Q4_1(b, _) => Weights::Q4_1(b, q4_1_kernel(false)),
             Weights::Q8_0(b, _) => Weights::Q8_0(b, q8_0_kernel(false)),
             Weights::Q4_1x4(b, _) => Weights::Q4_1x4(b, q4_1x4_kernel(false)),
+            Weights::Q8_0x4(b, _) => Weights::Q8_0x4(b, q8_0x4_kernel(false)),
         };
         self
     }
@@ -204,6 +235,13 @@ impl QuantMatmul {
                 })?,
                 *kernel,
             ),
+            Weights::Q8_0x4(_, kernel) => Weights::Q8_0x4(
+                stacked(parts, |w| match w {
+                    Weights::Q8_0x4(b, _) => Some(b),
+                    _ => None,
+                })?,
+                *kernel,
+            ),
         };
         Some(Self { weights, n, k })
     }
@@ -242,8 +280,11 @@ impl QuantMatmul {
         match &self.weights {
             Weights::Q4_1(blocks, kernel) => products(blocks, *kernel, &xq, kb, self.n, &mut dst),
             Weights::Q8_0(blocks, kernel) => products(blocks, *kernel, &xq, kb, self.n, &mut dst),
-            Weights::Q4_1x4(groups, dot) => {
-                grouped_products(groups, *dot, &xq, kb, self.n, &mut dst)
+            Weights::Q4_1x4(groups, kernel) => {
+                grouped_products(groups, *kernel, &xq, kb, self.n, &mut dst)
+            }
+            Weights::Q8_0x4(groups, kernel) => {
+                grouped_products(groups, *kernel, &xq, kb, self.n, &mut dst)
             }
         }
         dst
@@ -251,9 +292,9 @@ impl QuantMatmul {
 }
 
 /// [`products`] for weights repacked in groups of four rows.
-fn grouped_products(
-    groups: &[BlockQ4_1x4],
-    kernel: GroupKernel,
+fn grouped_products<G: Sync>(
+    groups: &[G],
+    kernel: GroupKernel<G>,
     xq: &[BlockQ8],
     kb: usize,
     n: usize,
@@ -403,8 +444,15 @@ mod tests {
 
     #[test]
     fn q8_0_matches_f32_and_scalar() {
+        // 43 rows: row by row; 44 rows: repacked four at a time.
+        for n in [43usize, 44] {
+            q8_0_case(n);
+        }
+    }
+
+    fn q8_0_case(n: usize) {
         let dev = Device::Cpu;
-        let (n, k) = (43, 96);
+        let k = 96;
         let w = Tensor::randn(0f32, 1., (n, k), &dev).unwrap();
         let q = QTensor::quantize(&w, GgmlDType::Q8_0).unwrap();
         let bytes = q.data().unwrap().to_vec();

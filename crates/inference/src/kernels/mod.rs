@@ -10,6 +10,7 @@ pub mod q4_1;
 pub mod q4_1x4;
 pub mod q8;
 pub mod q8_0;
+pub mod q8_0x4;
 
 pub use matmul::QuantMatmul;
 
