@@ -135,6 +135,7 @@ impl VisionLanguageModel {
             &text,
             &DecoderWeights::Gguf {
                 file: &tensors,
+                rope: DecoderWeights::gguf_rope_layout(text.kind),
                 dequantize: opts.dequantize_gguf,
                 fuse: !opts.unfused,
             },

@@ -121,6 +121,7 @@ fn logits(file: &GgufTensors, dequantize: bool) -> Vec<f32> {
     let cfg = text_config(file.content()).expect("config");
     let weights = DecoderWeights::Gguf {
         file,
+        rope: DecoderWeights::gguf_rope_layout(cfg.kind),
         dequantize,
         fuse: true,
     };

@@ -29,7 +29,13 @@ fn permute(w: &Tensor, heads: usize) -> Tensor {
 
 /// Writes the tiny model's language model as a llama GGUF with matrices in `matrices`.
 fn write_gguf(path: &std::path::Path, matrices: GgmlDType) {
-    let dir = reference_dir(MODEL);
+    write_model_gguf(MODEL, "llama", path, matrices)
+}
+
+/// Writes `model`'s language model as a GGUF of architecture `arch` (`llama`: q/k rows
+/// permuted as llama.cpp's converter does; `qwen2`: q/k/v biases, no permutation).
+fn write_model_gguf(model: &str, arch: &str, path: &std::path::Path, matrices: GgmlDType) {
+    let dir = reference_dir(model);
     let cfg = ModelConfig::from_file(&dir.join("config.json")).expect("config");
     let t = &cfg.text;
     let vb = load_var_builder(
@@ -57,21 +63,38 @@ fn write_gguf(path: &std::path::Path, matrices: GgmlDType) {
         get(&format!("{lm}.norm.weight")),
         GgmlDType::F32,
     );
-    put("output.weight".into(), get("lm_head.weight"), matrices);
+    if !t.tie_word_embeddings {
+        put("output.weight".into(), get("lm_head.weight"), matrices);
+    }
+    let llama = arch == "llama";
     for i in 0..t.num_hidden_layers {
         let p = format!("{lm}.layers.{i}");
         let b = format!("blk.{i}");
         let w = |m: &str| get(&format!("{p}.{m}.weight"));
-        put(
-            format!("{b}.attn_q.weight"),
-            permute(&w("self_attn.q_proj"), t.num_attention_heads),
-            matrices,
-        );
-        put(
-            format!("{b}.attn_k.weight"),
-            permute(&w("self_attn.k_proj"), t.num_key_value_heads),
-            matrices,
-        );
+        let (q, k) = (w("self_attn.q_proj"), w("self_attn.k_proj"));
+        let (q, k) = if llama {
+            (
+                permute(&q, t.num_attention_heads),
+                permute(&k, t.num_key_value_heads),
+            )
+        } else {
+            (q, k)
+        };
+        put(format!("{b}.attn_q.weight"), q, matrices);
+        put(format!("{b}.attn_k.weight"), k, matrices);
+        if t.qkv_bias {
+            for (g, h) in [
+                ("attn_q", "q_proj"),
+                ("attn_k", "k_proj"),
+                ("attn_v", "v_proj"),
+            ] {
+                put(
+                    format!("{b}.{g}.bias"),
+                    get(&format!("{p}.self_attn.{h}.bias")),
+                    GgmlDType::F32,
+                );
+            }
+        }
         put(
             format!("{b}.attn_v.weight"),
             w("self_attn.v_proj"),
@@ -98,22 +121,36 @@ fn write_gguf(path: &std::path::Path, matrices: GgmlDType) {
     }
     let u = |v: usize| Value::U32(v as u32);
     let metadata: Vec<(&str, Value)> = vec![
-        ("general.architecture", Value::String("llama".into())),
-        ("llama.block_count", u(t.num_hidden_layers)),
-        ("llama.context_length", u(t.max_position_embeddings)),
-        ("llama.embedding_length", u(t.hidden_size)),
-        ("llama.feed_forward_length", u(t.intermediate_size)),
-        ("llama.attention.head_count", u(t.num_attention_heads)),
-        ("llama.attention.head_count_kv", u(t.num_key_value_heads)),
-        ("llama.rope.dimension_count", u(t.head_dim)),
-        ("llama.vocab_size", u(t.vocab_size)),
-        ("llama.rope.freq_base", Value::F32(t.rope.theta as f32)),
+        ("general.architecture", Value::String(arch.into())),
+        ("block_count", u(t.num_hidden_layers)),
+        ("context_length", u(t.max_position_embeddings)),
+        ("embedding_length", u(t.hidden_size)),
+        ("feed_forward_length", u(t.intermediate_size)),
+        ("attention.head_count", u(t.num_attention_heads)),
+        ("attention.head_count_kv", u(t.num_key_value_heads)),
+        ("rope.dimension_count", u(t.head_dim)),
+        ("vocab_size", u(t.vocab_size)),
+        ("rope.freq_base", Value::F32(t.rope.theta as f32)),
         (
-            "llama.attention.layer_norm_rms_epsilon",
+            "attention.layer_norm_rms_epsilon",
             Value::F32(t.rms_norm_eps as f32),
         ),
     ];
-    let md: Vec<(&str, &Value)> = metadata.iter().map(|(k, v)| (*k, v)).collect();
+    let keys: Vec<String> = metadata
+        .iter()
+        .map(|(k, _)| {
+            if k.starts_with("general.") {
+                k.to_string()
+            } else {
+                format!("{arch}.{k}")
+            }
+        })
+        .collect();
+    let md: Vec<(&str, &Value)> = keys
+        .iter()
+        .zip(&metadata)
+        .map(|(k, (_, v))| (k.as_str(), v))
+        .collect();
     let ts: Vec<(&str, &QTensor)> = tensors.iter().map(|(k, v)| (k.as_str(), v)).collect();
     let mut f = std::fs::File::create(path).expect("create gguf");
     gguf_file::write(&mut f, &md, &ts).expect("write gguf");
@@ -165,6 +202,33 @@ fn f32_gguf_language_model_with_vision_from_matches_transformers() {
     eprintln!("GGUF f32 LM + safetensors vision: logits max abs diff {diff:e}");
     assert!(diff <= common::parity::LOGIT_TOL, "{diff}");
     common::parity::greedy(&m, &load_cases(MODEL));
+}
+
+#[test]
+fn qwen2_gguf_language_model_with_vision_from_matches_transformers() {
+    // llava-interleave-qwen2-tiny: SigLIP tower, Qwen2 with q/k/v biases and tied embeddings.
+    let model = "llava-interleave-qwen2-tiny";
+    let path = std::env::temp_dir().join(format!("vlm-tiny-qwen2-{}.gguf", std::process::id()));
+    write_model_gguf(model, "qwen2", &path, GgmlDType::F32);
+    let opts = LoadOptions {
+        vision_from: Some(reference_dir(model)),
+        ..LoadOptions::default()
+    };
+    let m = VisionLanguageModel::load(&path, &opts).expect("qwen2 GGUF + vision tower");
+    let _ = std::fs::remove_file(&path);
+    let cases = load_cases(model);
+    let diff = cases
+        .iter()
+        .map(|case| {
+            let logits = m
+                .prompt_logits(&case.input_ids, Some(&case.batch(&m)))
+                .expect("forward");
+            max_abs_diff(&logits, &case.logits)
+        })
+        .fold(0f32, f32::max);
+    eprintln!("qwen2 GGUF f32 LM + safetensors vision: logits max abs diff {diff:e}");
+    assert!(diff <= common::parity::LOGIT_TOL, "{diff}");
+    common::parity::greedy(&m, &cases);
 }
 
 #[test]

@@ -7,17 +7,21 @@ use crate::config::{RopeConfig, RopeScaling, TextConfig, TextKind};
 use crate::error::{Error, Result};
 use crate::nn::activation::Activation;
 
-/// Builds a [`TextConfig`] from `general.architecture` = `llama` metadata
-/// (`llama.block_count`, `llama.embedding_length`, …). Other architectures are refused.
+/// Builds a [`TextConfig`] from `general.architecture` = `llama` or `qwen2` metadata
+/// (`{arch}.block_count`, `{arch}.embedding_length`, …). Other architectures are refused.
 pub fn text_config(content: &Content) -> Result<TextConfig> {
     let md = Metadata::new(content);
     let arch = md.string("general.architecture")?;
-    if arch != "llama" {
-        return Err(Error::Unsupported {
-            what: "GGUF architecture (only llama is supported)",
-            name: arch.to_string(),
-        });
-    }
+    let kind = match arch {
+        "llama" => TextKind::Llama,
+        "qwen2" => TextKind::Qwen2,
+        other => {
+            return Err(Error::Unsupported {
+                what: "GGUF architecture (llama and qwen2 are supported)",
+                name: other.to_string(),
+            })
+        }
+    };
     let need = |key: &str| -> Result<usize> {
         md.opt_u32(&format!("{arch}.{key}"))
             .map(|v| v as usize)
@@ -59,7 +63,7 @@ pub fn text_config(content: &Content) -> Result<TextConfig> {
         .opt_f64(&format!("{arch}.attention.layer_norm_rms_epsilon"))
         .unwrap_or(1e-5);
     Ok(TextConfig {
-        kind: TextKind::Llama,
+        kind,
         vocab_size,
         hidden_size,
         intermediate_size: need("feed_forward_length")?,

@@ -23,10 +23,12 @@ pub enum DecoderWeights<'a> {
         /// In-situ quantization of every decoder linear and the head.
         quantize: Option<GgmlDType>,
     },
-    /// A llama-architecture GGUF file.
+    /// A llama- or qwen2-architecture GGUF file.
     Gguf {
         /// The open file.
         file: &'a GgufTensors,
+        /// How its q/k rows are laid out for rope.
+        rope: RopeLayout,
         /// Dequantize every matrix to f32 (exact f32 math instead of quantized kernels).
         dequantize: bool,
         /// Allow the fused CPU decoder pass.
@@ -96,12 +98,22 @@ impl DecoderWeights<'_> {
         }
     }
 
-    /// How q/k are laid out for rotary embeddings: llama.cpp's converter permutes the
-    /// llama q/k rows so that rotated pairs are adjacent (GPT-J style).
+    /// How q/k are laid out for rotary embeddings.
     pub fn rope_layout(&self) -> RopeLayout {
         match self {
             Self::Float { .. } => RopeLayout::Half,
-            Self::Gguf { .. } => RopeLayout::Interleaved,
+            Self::Gguf { rope, .. } => *rope,
+        }
+    }
+
+    /// The q/k layout of a GGUF text model: llama.cpp's converter permutes llama's q/k rows
+    /// so that rotated pairs are adjacent (GPT-J style); qwen2 keeps Hugging Face's halves.
+    pub fn gguf_rope_layout(kind: crate::config::TextKind) -> RopeLayout {
+        match kind {
+            crate::config::TextKind::Llama | crate::config::TextKind::Mistral => {
+                RopeLayout::Interleaved
+            }
+            crate::config::TextKind::Qwen2 => RopeLayout::Half,
         }
     }
 
