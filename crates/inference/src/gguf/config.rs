@@ -38,6 +38,18 @@ pub fn text_config(content: &Content) -> Result<TextConfig> {
         .or_else(|| md.opt_u32(&format!("{arch}.rope.dimension_count")))
         .map(|v| v as usize)
         .unwrap_or(hidden_size / num_attention_heads.max(1));
+    if num_attention_heads == 0
+        || num_key_value_heads == 0
+        || num_attention_heads % num_key_value_heads != 0
+        || head_dim == 0
+        || head_dim % 2 != 0
+        || hidden_size == 0
+    {
+        return Err(Error::Weights(format!(
+            "GGUF metadata: {num_attention_heads} attention heads, {num_key_value_heads} key/value \
+             heads, head size {head_dim} and width {hidden_size} do not form a valid model"
+        )));
+    }
     let vocab_size = match md.opt_u32(&format!("{arch}.vocab_size")) {
         Some(v) => v as usize,
         None => md.strings("tokenizer.ggml.tokens")?.len(),
@@ -85,4 +97,64 @@ pub fn text_config(content: &Content) -> Result<TextConfig> {
             .into_iter()
             .collect(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use candle_core::quantized::gguf_file::{Content, Value, VersionedMagic};
+
+    use super::text_config;
+
+    fn content(arch: &str, heads: u32, kv_heads: u32) -> Content {
+        let mut metadata = HashMap::new();
+        metadata.insert("general.architecture".into(), Value::String(arch.into()));
+        for (k, v) in [
+            ("block_count", 2),
+            ("context_length", 128),
+            ("embedding_length", 64),
+            ("feed_forward_length", 128),
+            ("attention.head_count", heads),
+            ("attention.head_count_kv", kv_heads),
+            ("vocab_size", 100),
+        ] {
+            metadata.insert(format!("{arch}.{k}"), Value::U32(v));
+        }
+        Content {
+            magic: VersionedMagic::GgufV3,
+            metadata,
+            tensor_infos: HashMap::new(),
+            tensor_data_offset: 0,
+        }
+    }
+
+    #[test]
+    fn reads_llama_and_qwen2_and_refuses_the_rest() {
+        let c = text_config(&content("llama", 4, 2)).expect("llama");
+        assert_eq!(
+            (c.head_dim, c.num_key_value_heads, c.vocab_size),
+            (16, 2, 100)
+        );
+        assert!(c.tie_word_embeddings, "no output.weight: tied");
+        let q = text_config(&content("qwen2", 4, 4)).expect("qwen2");
+        assert_eq!(q.kind, crate::config::TextKind::Qwen2);
+        let err = text_config(&content("gemma", 4, 4))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("gemma"), "{err}");
+    }
+
+    #[test]
+    fn impossible_head_counts_are_errors_not_panics() {
+        for (heads, kv) in [(4, 3), (0, 1), (4, 0), (2, 4)] {
+            let err = text_config(&content("llama", heads, kv))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("do not form a valid model"),
+                "{heads}/{kv}: {err}"
+            );
+        }
+    }
 }

@@ -407,18 +407,32 @@ mod tests {
     use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
     use candle_core::{Device, Module, Tensor};
 
+    /// Fixed pseudo-random values in [-2, 2) (tests must not depend on a random draw).
+    fn values(dims: (usize, usize), seed: u64) -> Tensor {
+        let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+        let v: Vec<f32> = (0..dims.0 * dims.1)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                (state >> 40) as f32 / (1u64 << 24) as f32 * 4.0 - 2.0
+            })
+            .collect();
+        Tensor::from_vec(v, dims, &Device::Cpu).unwrap()
+    }
+
     #[test]
     fn matches_candle_qmatmul_and_f32_on_q4_1_weights() {
         let dev = Device::Cpu;
         let (n, k) = (42, 128);
-        let w = Tensor::randn(0f32, 1., (n, k), &dev).unwrap();
+        let w = values((n, k), 1);
         let q = QTensor::quantize(&w, GgmlDType::Q4_1).unwrap();
         let bytes = q.data().unwrap().to_vec();
         let ours = QuantMatmul::q4_1(&bytes, n, k).unwrap();
         let wf = q.dequantize(&dev).unwrap();
         let candle = QMatMul::from_qtensor(q).unwrap();
         for rows in [1usize, 5, 9] {
-            let x = Tensor::randn(0f32, 1., (1, rows, k), &dev).unwrap();
+            let x = values((rows, k), 2).unsqueeze(0).unwrap();
             let got = x.apply_op1_no_bwd(&ours).unwrap();
             assert_eq!(got.dims(), &[1, rows, n]);
             let theirs = candle.forward(&x).unwrap();
@@ -453,7 +467,7 @@ mod tests {
     fn q8_0_case(n: usize) {
         let dev = Device::Cpu;
         let k = 96;
-        let w = Tensor::randn(0f32, 1., (n, k), &dev).unwrap();
+        let w = values((n, k), 1);
         let q = QTensor::quantize(&w, GgmlDType::Q8_0).unwrap();
         let bytes = q.data().unwrap().to_vec();
         let ours = QuantMatmul::q8_0(&bytes, n, k).unwrap();
@@ -461,7 +475,7 @@ mod tests {
             .unwrap()
             .with_scalar_kernel();
         let wf = q.dequantize(&dev).unwrap();
-        let x = Tensor::randn(0f32, 1., (3, k), &dev).unwrap();
+        let x = values((3, k), 3);
         let got = x.apply_op1_no_bwd(&ours).unwrap();
         let exact = x.matmul(&wf.t().unwrap()).unwrap();
         let s = x.apply_op1_no_bwd(&scalar).unwrap();
