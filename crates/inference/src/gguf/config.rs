@@ -40,9 +40,9 @@ pub fn text_config(content: &Content) -> Result<TextConfig> {
         .unwrap_or(hidden_size / num_attention_heads.max(1));
     if num_attention_heads == 0
         || num_key_value_heads == 0
-        || num_attention_heads % num_key_value_heads != 0
+        || !num_attention_heads.is_multiple_of(num_key_value_heads)
         || head_dim == 0
-        || head_dim % 2 != 0
+        || !head_dim.is_multiple_of(2)
         || hidden_size == 0
     {
         return Err(Error::Weights(format!(
