@@ -14,6 +14,19 @@ pub mod q8_0x4;
 
 pub use matmul::QuantMatmul;
 
+/// Regroups `(n, kb)` row-major blocks (`n` a multiple of 4) into `(n / 4, kb)` groups:
+/// group `g`, position `b` is `pack` of block `b` of rows `4g .. 4g + 4`.
+fn group_rows<T, G>(blocks: &[T], n: usize, kb: usize, pack: impl Fn([&T; 4]) -> G) -> Vec<G> {
+    let mut out = Vec::with_capacity(blocks.len() / 4);
+    for g in 0..n / 4 {
+        for b in 0..kb {
+            let row = |r: usize| &blocks[(4 * g + r) * kb + b];
+            out.push(pack([row(0), row(1), row(2), row(3)]));
+        }
+    }
+    out
+}
+
 /// Sum of the eight lanes.
 ///
 /// # Safety

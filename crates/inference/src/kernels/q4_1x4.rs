@@ -23,18 +23,11 @@ const _: () = assert!(std::mem::size_of::<BlockQ4_1x4>() == 80);
 
 /// Repacks `(n, kb)` row-major blocks (`n` a multiple of 4) into `(n / 4, kb)` groups.
 pub fn repack(blocks: &[BlockQ4_1], n: usize, kb: usize) -> Vec<BlockQ4_1x4> {
-    let mut out = Vec::with_capacity(blocks.len() / 4);
-    for g in 0..n / 4 {
-        for b in 0..kb {
-            let row = |r: usize| &blocks[(4 * g + r) * kb + b];
-            out.push(BlockQ4_1x4 {
-                d: [row(0).d, row(1).d, row(2).d, row(3).d],
-                m: [row(0).m, row(1).m, row(2).m, row(3).m],
-                qs: [row(0).qs, row(1).qs, row(2).qs, row(3).qs],
-            });
-        }
-    }
-    out
+    super::group_rows(blocks, n, kb, |r| BlockQ4_1x4 {
+        d: r.map(|b| b.d),
+        m: r.map(|b| b.m),
+        qs: r.map(|b| b.qs),
+    })
 }
 
 /// The four rows' dot products with `x`, scalar.

@@ -20,17 +20,10 @@ const _: () = assert!(std::mem::size_of::<BlockQ8_0x4>() == 136);
 
 /// Repacks `(n, kb)` row-major blocks (`n` a multiple of 4) into `(n / 4, kb)` groups.
 pub fn repack(blocks: &[BlockQ8_0], n: usize, kb: usize) -> Vec<BlockQ8_0x4> {
-    let mut out = Vec::with_capacity(blocks.len() / 4);
-    for g in 0..n / 4 {
-        for b in 0..kb {
-            let row = |r: usize| &blocks[(4 * g + r) * kb + b];
-            out.push(BlockQ8_0x4 {
-                d: [row(0).d, row(1).d, row(2).d, row(3).d],
-                qs: [row(0).qs, row(1).qs, row(2).qs, row(3).qs],
-            });
-        }
-    }
-    out
+    super::group_rows(blocks, n, kb, |r| BlockQ8_0x4 {
+        d: r.map(|b| b.d),
+        qs: r.map(|b| b.qs),
+    })
 }
 
 /// The four rows' dot products with `x`, scalar.

@@ -86,34 +86,26 @@ fn vec1(t: &Tensor) -> Result<Vec<f32>> {
 }
 
 fn fuse(parts: &[&LinearLayer]) -> Result<Option<Proj>> {
-    let mut ops = Vec::new();
-    let mut biases = Vec::new();
-    let mut any_bias = false;
-    for p in parts {
-        let Some((op, bias)) = p.kernel() else {
-            return Ok(None);
-        };
-        ops.push(op.as_ref());
-        any_bias |= bias.is_some();
-        biases.push((bias.cloned(), op.out_features()));
-    }
-    let op = if ops.len() == 1 {
-        match parts[0].kernel() {
-            Some((op, _)) => op.clone(),
-            None => return Ok(None),
-        }
-    } else {
-        match QuantMatmul::concat(&ops) {
-            Some(op) => Arc::new(op),
-            None => return Ok(None),
+    let Some(kernels) = parts.iter().map(|p| p.kernel()).collect::<Option<Vec<_>>>() else {
+        return Ok(None);
+    };
+    let op = match kernels.as_slice() {
+        [(op, _)] => Arc::clone(op),
+        _ => {
+            let ops: Vec<&QuantMatmul> = kernels.iter().map(|(op, _)| op.as_ref()).collect();
+            match QuantMatmul::concat(&ops) {
+                Some(op) => Arc::new(op),
+                None => return Ok(None),
+            }
         }
     };
-    let bias = if any_bias {
+    // One bias over the stacked outputs; zeros for the parts that have none.
+    let bias = if kernels.iter().any(|(_, b)| b.is_some()) {
         let mut all = Vec::new();
-        for (b, n) in biases {
+        for (op, b) in &kernels {
             match b {
-                Some(b) => all.extend(vec1(&b)?),
-                None => all.extend(std::iter::repeat_n(0f32, n)),
+                Some(b) => all.extend(vec1(b)?),
+                None => all.extend(std::iter::repeat_n(0f32, op.out_features())),
             }
         }
         Some(all)
