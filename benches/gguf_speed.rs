@@ -1,16 +1,19 @@
 //! Prefill and decode speed of a GGUF language model, in tokens per second.
 //!
 //!     cargo bench -p vlm-inference --bench gguf_speed -- [MODEL.gguf] [--prompt-tokens N]
-//!         [--decode-tokens N] [--reps N] [--threads N] [--json]
+//!         [--decode-tokens N] [--reps N] [--threads N] [--keep-quant-types] [--json]
 //!
 //! Prefill: one forward pass over an N-token prompt (default 200) into an empty cache.
 //! Decode: N greedy steps (default 128) after that prompt, EOS ignored. Each is run `reps`
 //! times (default 3) after one warm-up; the best run is reported, as llama-bench does.
+//! `--keep-quant-types` runs block types we have no kernel for on candle's kernels instead
+//! of converting them at load (the server's flag of the same name).
 //! `benches/compare_llama_cpp.py` runs this and llama.cpp side by side.
 
 use std::path::PathBuf;
 use std::time::Instant;
 
+use vlm_inference::nn::linear::QuantKernels;
 use vlm_inference::{LoadOptions, PreparedPrompt, VisionLanguageModel};
 
 const TEXT: &str = "The history of the printing press begins in the fifteenth century, when \
@@ -31,6 +34,7 @@ struct Args {
     decode_tokens: usize,
     reps: usize,
     threads: Option<usize>,
+    keep_quant_types: bool,
     json: bool,
 }
 
@@ -44,6 +48,7 @@ fn parse_args() -> Args {
         decode_tokens: 128,
         reps: 3,
         threads: None,
+        keep_quant_types: false,
         json: false,
     };
     let mut it = std::env::args().skip(1);
@@ -59,6 +64,7 @@ fn parse_args() -> Args {
             "--reps" => args.reps = num("--reps").max(1),
             "--threads" => args.threads = Some(num("--threads")),
             "--json" => args.json = true,
+            "--keep-quant-types" => args.keep_quant_types = true,
             "--bench" => {}
             other if other.ends_with(".gguf") => args.model = PathBuf::from(other),
             other => eprintln!("ignoring argument {other}"),
@@ -70,7 +76,15 @@ fn parse_args() -> Args {
 fn main() -> vlm_inference::Result<()> {
     let args = parse_args();
     vlm_inference::threads::configure_cpu_threads(args.threads);
-    let model = VisionLanguageModel::load(&args.model, &LoadOptions::default())?;
+    let opts = LoadOptions {
+        quant_kernels: if args.keep_quant_types {
+            QuantKernels::AsStored
+        } else {
+            QuantKernels::Convert
+        },
+        ..LoadOptions::default()
+    };
+    let model = VisionLanguageModel::load(&args.model, &opts)?;
     let mut ids = Vec::new();
     while ids.len() < args.prompt_tokens {
         ids.extend(model.tokenizer().encode(TEXT)?);

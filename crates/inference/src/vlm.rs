@@ -20,6 +20,7 @@ use crate::models::decoder::Decoder;
 use crate::models::decoder_weights::DecoderWeights;
 use crate::models::llava::{ImageBatch, Llava};
 use crate::nn::kv_cache::KvCache;
+use crate::nn::linear::QuantKernels;
 use crate::tokenizer::TextTokenizer;
 
 /// Where and in which precision to load the weights.
@@ -41,6 +42,9 @@ pub struct LoadOptions {
     /// Run quantized CPU language models op by op through candle modules instead of the
     /// fused CPU pass (same math; for comparisons and debugging).
     pub unfused: bool,
+    /// Which GGUF block types run on our CPU kernels (converted at load) and which on
+    /// candle's kernel for their type.
+    pub quant_kernels: QuantKernels,
 }
 
 impl Default for LoadOptions {
@@ -52,6 +56,7 @@ impl Default for LoadOptions {
             vision_from: None,
             dequantize_gguf: false,
             unfused: false,
+            quant_kernels: QuantKernels::default(),
         }
     }
 }
@@ -138,6 +143,7 @@ impl VisionLanguageModel {
                 rope: DecoderWeights::gguf_rope_layout(text.kind),
                 dequantize: opts.dequantize_gguf,
                 fuse: !opts.unfused,
+                kernels: opts.quant_kernels,
             },
         )
         .map_err(|e| Error::Weights(e.to_string()))?;

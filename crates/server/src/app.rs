@@ -15,6 +15,7 @@ use tokio::task::JoinHandle;
 use vlm_inference::engine::Engine;
 use vlm_inference::hub::ModelSource;
 use vlm_inference::image::DecodeLimits;
+use vlm_inference::nn::linear::QuantKernels;
 use vlm_inference::{LoadOptions, VisionLanguageModel};
 
 use crate::auth::require_api_key;
@@ -172,6 +173,11 @@ impl RunningServer {
             .map(|v| ModelSource::parse(v, args.revision.as_deref()));
         let quantize = args.quantize.map(|q| q.ggml());
         let dequantize_gguf = args.dequantize_gguf;
+        let quant_kernels = if args.keep_quant_types {
+            QuantKernels::AsStored
+        } else {
+            QuantKernels::Convert
+        };
         let max_queue = args.max_queue;
         let prefix_cache = !args.no_prefix_cache;
         let load_state = state.clone();
@@ -193,6 +199,7 @@ impl RunningServer {
                     vision_from,
                     dequantize_gguf,
                     unfused: false,
+                    quant_kernels,
                 },
             )?;
             tracing::info!(secs = started.elapsed().as_secs_f32(), "model loaded");

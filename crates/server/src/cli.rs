@@ -29,6 +29,11 @@ pub struct Args {
     /// at several times the memory and a slower CPU decode.
     #[arg(long, env = "VLM_DEQUANTIZE_GGUF")]
     pub dequantize_gguf: bool,
+    /// Run GGUF block types we have no CPU kernel for (Q4_0, Q4_K, Q5_x, Q6_K) on candle's
+    /// kernels as stored, instead of converting them at load to Q4_1 / Q8_0 for ours
+    /// (faster; Q5_1, Q5_K and Q6_K are requantized to Q8_0, the others kept exactly).
+    #[arg(long, env = "VLM_KEEP_QUANT_TYPES")]
+    pub keep_quant_types: bool,
     /// Names clients use in `model`; the first is reported. Default: the --model value.
     #[arg(
         long = "served-model-name",

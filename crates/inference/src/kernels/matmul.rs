@@ -246,6 +246,12 @@ impl QuantMatmul {
         Some(Self { weights, n, k })
     }
 
+    /// Whether [`Self::concat`] can stack `other` under `self` (same format and width).
+    pub fn stacks_with(&self, other: &QuantMatmul) -> bool {
+        self.k == other.k
+            && std::mem::discriminant(&self.weights) == std::mem::discriminant(&other.weights)
+    }
+
     /// Output features (rows of the weight matrix).
     pub fn out_features(&self) -> usize {
         self.n

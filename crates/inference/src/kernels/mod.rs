@@ -11,6 +11,7 @@ pub mod q4_1x4;
 pub mod q8;
 pub mod q8_0;
 pub mod q8_0x4;
+pub mod transcode;
 
 pub use matmul::QuantMatmul;
 

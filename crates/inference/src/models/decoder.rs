@@ -207,6 +207,11 @@ impl Decoder {
         })
     }
 
+    /// Whether the layers run as the fused CPU pass.
+    pub fn is_fused(&self) -> bool {
+        self.fused.is_some()
+    }
+
     /// Embeds token ids `(batch, seq)` → `(batch, seq, hidden)`.
     pub fn embed(&self, ids: &Tensor) -> Result<Tensor> {
         self.embed_tokens.forward(ids)

@@ -8,7 +8,7 @@ use candle_core::{DType, Device, Result, Tensor};
 use candle_nn::VarBuilder;
 
 use crate::gguf::weights::GgufTensors;
-use crate::nn::linear::{linear, LinearLayer};
+use crate::nn::linear::{linear, LinearLayer, QuantKernels};
 use crate::nn::rope::RopeLayout;
 
 /// A source of decoder weights.
@@ -33,6 +33,8 @@ pub enum DecoderWeights<'a> {
         dequantize: bool,
         /// Allow the fused CPU decoder pass.
         fuse: bool,
+        /// Which block types run on our CPU kernels.
+        kernels: QuantKernels,
     },
 }
 
@@ -134,18 +136,28 @@ impl DecoderWeights<'_> {
                 }
             }
             Self::Gguf {
-                file, dequantize, ..
-            } => Self::gguf_linear(file, &gguf_name(name), in_dim, out_dim, bias, *dequantize),
+                file,
+                dequantize,
+                kernels,
+                ..
+            } => Self::gguf_linear(
+                file,
+                &gguf_name(name),
+                [in_dim, out_dim],
+                bias,
+                *dequantize,
+                *kernels,
+            ),
         }
     }
 
     fn gguf_linear(
         g: &GgufTensors,
         name: &str,
-        in_dim: usize,
-        out_dim: usize,
+        [in_dim, out_dim]: [usize; 2],
         bias: bool,
         dequantize: bool,
+        kernels: QuantKernels,
     ) -> Result<LinearLayer> {
         let w = g
             .get(&format!("{name}.weight"), &[out_dim, in_dim])
@@ -160,7 +172,7 @@ impl DecoderWeights<'_> {
             let w = w.dequantize(g.device())?;
             return Ok(LinearLayer::Float(candle_nn::Linear::new(w, b)));
         }
-        LinearLayer::from_qtensor(w, b)
+        LinearLayer::from_qtensor(w, b, kernels)
     }
 
     /// A float vector `name.weight` of `size` (norm weights), in the activation dtype.
@@ -207,10 +219,13 @@ impl DecoderWeights<'_> {
                 }
             }
             Self::Gguf {
-                file, dequantize, ..
+                file,
+                dequantize,
+                kernels,
+                ..
             } => {
                 let name = if tied { "token_embd" } else { "output" };
-                Self::gguf_linear(file, name, hidden, vocab, false, *dequantize)
+                Self::gguf_linear(file, name, [hidden, vocab], false, *dequantize, *kernels)
             }
         }
     }

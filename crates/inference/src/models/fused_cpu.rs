@@ -16,15 +16,30 @@ use crate::nn::kv_cache::KvCache;
 use crate::nn::linear::LinearLayer;
 use crate::nn::rope::{RopeLayout, RotaryEmbedding};
 
-/// A projection with an optional bias, as slices.
+/// A projection with an optional bias, as slices: one matrix, or several side by side
+/// where the parts' formats do not stack into one (e.g. q/k in Q4_1 and v in Q8_0).
 struct Proj {
-    op: Arc<QuantMatmul>,
+    parts: Vec<Arc<QuantMatmul>>,
     bias: Option<Vec<f32>>,
 }
 
 impl Proj {
     fn run(&self, x: &[f32], rows: usize) -> Vec<f32> {
-        let mut y = self.op.run(x, rows);
+        let mut y = match self.parts.as_slice() {
+            [op] => op.run(x, rows),
+            parts => {
+                let outs: Vec<Vec<f32>> = parts.iter().map(|p| p.run(x, rows)).collect();
+                let width: usize = parts.iter().map(|p| p.out_features()).sum();
+                let mut y = Vec::with_capacity(rows * width);
+                for r in 0..rows {
+                    for (p, out) in parts.iter().zip(&outs) {
+                        let n = p.out_features();
+                        y.extend_from_slice(&out[r * n..(r + 1) * n]);
+                    }
+                }
+                y
+            }
+        };
         if let Some(b) = &self.bias {
             for row in y.chunks_exact_mut(b.len()) {
                 row.iter_mut().zip(b).for_each(|(v, b)| *v += b);
@@ -89,16 +104,27 @@ fn fuse(parts: &[&LinearLayer]) -> Result<Option<Proj>> {
     let Some(kernels) = parts.iter().map(|p| p.kernel()).collect::<Option<Vec<_>>>() else {
         return Ok(None);
     };
-    let op = match kernels.as_slice() {
-        [(op, _)] => Arc::clone(op),
-        _ => {
-            let ops: Vec<&QuantMatmul> = kernels.iter().map(|(op, _)| op.as_ref()).collect();
-            match QuantMatmul::concat(&ops) {
+    // Consecutive parts in the same format become one matrix.
+    let ops: Vec<&Arc<QuantMatmul>> = kernels.iter().map(|(op, _)| *op).collect();
+    let mut parts = Vec::new();
+    let mut start = 0;
+    while start < ops.len() {
+        let mut end = start + 1;
+        while end < ops.len() && ops[start].stacks_with(ops[end]) {
+            end += 1;
+        }
+        let op = if end - start == 1 {
+            Arc::clone(ops[start])
+        } else {
+            let run: Vec<&QuantMatmul> = ops[start..end].iter().map(|op| op.as_ref()).collect();
+            match QuantMatmul::concat(&run) {
                 Some(op) => Arc::new(op),
                 None => return Ok(None),
             }
-        }
-    };
+        };
+        parts.push(op);
+        start = end;
+    }
     // One bias over the stacked outputs; zeros for the parts that have none.
     let bias = if kernels.iter().any(|(_, b)| b.is_some()) {
         let mut all = Vec::new();
@@ -112,7 +138,7 @@ fn fuse(parts: &[&LinearLayer]) -> Result<Option<Proj>> {
     } else {
         None
     };
-    Ok(Some(Proj { op, bias }))
+    Ok(Some(Proj { parts, bias }))
 }
 
 impl FusedCpuDecoder {

@@ -3,11 +3,74 @@
 
 use std::sync::Arc;
 
-use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
-use candle_core::{DType, Module, Result, Tensor};
+use candle_core::quantized::{ggml_file, GgmlDType, QMatMul, QTensor};
+use candle_core::{DType, Device, Module, Result, Tensor};
 use candle_nn::{Linear, VarBuilder};
 
-use crate::kernels::QuantMatmul;
+use crate::kernels::{transcode, QuantMatmul};
+
+/// Which block-quantized types run on our CPU kernels (`crate::kernels`), which only
+/// exist for Q4_1 and Q8_0; the rest run on candle's kernel for their type.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum QuantKernels {
+    /// Convert at load: Q4_0 and Q4_K to Q4_1, Q5_0 to Q8_0 (values kept, up to f16
+    /// rounding of Q4_K's sub-block scales); Q5_1, Q5_K and Q6_K requantized to Q8_0
+    /// (rounding ≤ half a Q8_0 step, a quarter of a 6-bit one). Q2_K, Q3_K stay on candle.
+    #[default]
+    Convert,
+    /// Only Q4_1 and Q8_0 on our kernels; every other type as stored, on candle's kernels.
+    AsStored,
+}
+
+/// Rows requantized at a time (bounds the f32 copy of a large matrix).
+const REQUANT_ROWS: usize = 256;
+
+/// `(n, k)` weights of a type without a lossless conversion, as Q8_0 blocks.
+fn requantize_q8_0(weight: &QTensor, n: usize, k: usize) -> Result<Option<QuantMatmul>> {
+    let dtype = weight.dtype();
+    if !k.is_multiple_of(dtype.block_size()) || !k.is_multiple_of(32) {
+        return Ok(None);
+    }
+    let row_bytes = k / dtype.block_size() * dtype.type_size();
+    let data = weight.data()?;
+    let mut out = Vec::with_capacity(n * k / 32 * 34);
+    for (i, chunk) in data.chunks(REQUANT_ROWS * row_bytes).enumerate() {
+        let rows = chunk.len() / row_bytes;
+        let q = ggml_file::qtensor_from_ggml(dtype, chunk, vec![rows, k], &Device::Cpu)?;
+        let f = q.dequantize(&Device::Cpu)?;
+        out.extend_from_slice(&QTensor::quantize(&f, GgmlDType::Q8_0)?.data()?);
+        tracing::trace!(chunk = i, rows, "requantized");
+    }
+    Ok(QuantMatmul::q8_0(&out, n, k))
+}
+
+/// Our kernel for `(n, k)` weights on the CPU, converting the type when `kernels` allows.
+fn cpu_kernel(
+    weight: &QTensor,
+    n: usize,
+    k: usize,
+    kernels: QuantKernels,
+) -> Result<Option<QuantMatmul>> {
+    let convert = kernels == QuantKernels::Convert;
+    let data = || weight.data();
+    Ok(match weight.dtype() {
+        GgmlDType::Q4_1 => QuantMatmul::q4_1(&data()?, n, k),
+        GgmlDType::Q8_0 => QuantMatmul::q8_0(&data()?, n, k),
+        GgmlDType::Q4_0 if convert => {
+            transcode::q4_0_to_q4_1(&data()?).and_then(|b| QuantMatmul::q4_1(&b, n, k))
+        }
+        GgmlDType::Q4K if convert => {
+            transcode::q4k_to_q4_1(&data()?).and_then(|b| QuantMatmul::q4_1(&b, n, k))
+        }
+        GgmlDType::Q5_0 if convert => {
+            transcode::q5_0_to_q8_0(&data()?).and_then(|b| QuantMatmul::q8_0(&b, n, k))
+        }
+        GgmlDType::Q5_1 | GgmlDType::Q5K | GgmlDType::Q6K if convert => {
+            requantize_q8_0(weight, n, k)?
+        }
+        _ => None,
+    })
+}
 
 /// Loads `{prefix}.weight` (and `{prefix}.bias` when `bias`) as an `(out, in)` linear layer.
 pub fn linear(in_dim: usize, out_dim: usize, bias: bool, vb: VarBuilder) -> Result<Linear> {
@@ -44,17 +107,17 @@ pub enum LinearLayer {
 }
 
 impl LinearLayer {
-    /// Wraps a GGUF tensor (and optional bias). F32/F16 tensors become float matmuls.
-    pub fn from_qtensor(weight: QTensor, bias: Option<Tensor>) -> Result<Self> {
+    /// Wraps a GGUF tensor (and optional bias): on the CPU our kernels where `kernels`
+    /// allows (see [`QuantKernels`]), otherwise candle's quantized matmul.
+    pub fn from_qtensor(
+        weight: QTensor,
+        bias: Option<Tensor>,
+        kernels: QuantKernels,
+    ) -> Result<Self> {
         let dtype = weight.dtype();
-        if weight.device().is_cpu() && matches!(dtype, GgmlDType::Q4_1 | GgmlDType::Q8_0) {
+        if weight.device().is_cpu() {
             if let [n, k] = *weight.shape().dims() {
-                let bytes = weight.data()?;
-                let op = match dtype {
-                    GgmlDType::Q4_1 => QuantMatmul::q4_1(&bytes, n, k),
-                    _ => QuantMatmul::q8_0(&bytes, n, k),
-                };
-                if let Some(op) = op {
+                if let Some(op) = cpu_kernel(&weight, n, k, kernels)? {
                     return Ok(Self::Kernel {
                         op: Arc::new(op),
                         bias,
@@ -88,7 +151,11 @@ impl LinearLayer {
             Some(b) => Some(b.to_dtype(DType::F32)?),
             None => None,
         };
-        Self::from_qtensor(QTensor::quantize(&w, chosen)?, bias)
+        Self::from_qtensor(
+            QTensor::quantize(&w, chosen)?,
+            bias,
+            QuantKernels::default(),
+        )
     }
 
     /// Our CPU kernel and bias, when the weights run on one.
