@@ -49,9 +49,10 @@ bench: $(SMOL_GGUF)
 	$(CARGO) bench -p vlm-inference
 
 ## Our GGUF prefill/decode against llama.cpp, side by side (builds llama-cpp-python into
-## .venv-llamacpp on first use: a few minutes).
+## .venv-llamacpp on first use: a few minutes). ARGS="--requantize q4_k_m" compares on
+## llama.cpp's Q4_K_M requantization of the same model.
 bench-llama-cpp: $(SMOL_GGUF)
-	$(PYTHON) benches/compare_llama_cpp.py --model $(SMOL_GGUF)
+	$(PYTHON) benches/compare_llama_cpp.py --model $(SMOL_GGUF) $(ARGS)
 
 ## End-to-end streaming load against `make run` (start it first; MODEL/PORT as for run).
 bench-load: $(SDK_VENV)/.installed

@@ -3,6 +3,11 @@
 
     python3 benches/compare_llama_cpp.py [--model models/.cache/SmolLM2-135M-Instruct.Q4_1.gguf]
         [--threads 2] [--prompt-tokens 200] [--decode-tokens 128] [--reps 3] [--rounds 3]
+        [--requantize q4_k_m]
+
+--requantize FTYPE first writes the model requantized by llama.cpp's own quantizer
+(llama_model_quantize, e.g. q4_k_m, the mix most hub GGUFs ship) next to it and compares on
+that file.
 
 llama.cpp comes from the PyPI package llama-cpp-python (it builds llama.cpp from source,
 a few minutes on 2 cores), installed into its own venv (.venv-llamacpp, ignored; or pass
@@ -78,6 +83,33 @@ def llama_python(args) -> str:
     return str(py)
 
 
+# llama.cpp's llama_ftype values for --requantize.
+FTYPES = {"q4_0": 2, "q4_1": 3, "q8_0": 7, "q5_0": 8, "q5_1": 9, "q4_k_m": 15, "q5_k_m": 17,
+          "q6_k": 18}
+
+REQUANTIZE = textwrap.dedent(
+    r"""
+    import ctypes, sys
+    import llama_cpp
+    src, dst, ftype = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    p = llama_cpp.llama_model_quantize_default_params()
+    p.allow_requantize = True
+    p.ftype = ftype
+    rc = llama_cpp.llama_model_quantize(src.encode(), dst.encode(), ctypes.byref(p))
+    sys.exit(rc)
+    """
+)
+
+
+def requantize(py: str, model: str, ftype: str) -> str:
+    src = Path(model)
+    dst = src.with_name(src.name.replace(".gguf", f".requant-{ftype}.gguf"))
+    if not dst.exists():
+        subprocess.run([py, "-c", REQUANTIZE, str(src), str(dst), str(FTYPES[ftype])],
+                       check=True, capture_output=True)
+    return str(dst)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default=str(REPO / "models/.cache/SmolLM2-135M-Instruct.Q4_1.gguf"))
@@ -87,7 +119,12 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--llama-python", help="a python with llama-cpp-python installed")
+    ap.add_argument("--requantize", choices=sorted(FTYPES),
+                    help="compare on the model requantized by llama.cpp to this type")
     args = ap.parse_args()
+    py = llama_python(args)
+    if args.requantize:
+        args.model = requantize(py, args.model, args.requantize)
     common = [str(args.prompt_tokens), str(args.decode_tokens), str(args.reps)]
 
     subprocess.run(["cargo", "build", "--release", "-q", "-p", "vlm-inference",
@@ -95,7 +132,6 @@ def main() -> None:
     ours_cmd = ["cargo", "bench", "-q", "-p", "vlm-inference", "--bench", "gguf_speed", "--",
                 args.model, "--prompt-tokens", common[0], "--decode-tokens", common[1],
                 "--reps", common[2], "--threads", str(args.threads), "--json"]
-    py = llama_python(args)
     llama_cmd = [py, "-c", LLAMA_SIDE, args.model, str(args.threads), *common, bench_text()]
 
     def run(cmd, cwd=None) -> dict:
