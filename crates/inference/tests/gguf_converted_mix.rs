@@ -22,18 +22,18 @@ const TIE_GAP: f32 = 1.0;
 const TOKENS: usize = 16;
 
 /// The type llama.cpp's Q4_K_M gives each SmolLM2 tensor (as its quantizer reports).
-fn q4_k_m_type(name: &str, layer: usize) -> GgmlDType {
+fn q4_k_m_type(name: &str, layer: u32) -> GgmlDType {
     if name.ends_with("_norm.weight") {
         GgmlDType::F32
     } else if name == "token_embd.weight" {
         GgmlDType::Q8_0
     } else if name.contains("ffn_down") {
-        if layer % 3 == 0 {
+        if layer.is_multiple_of(3) {
             GgmlDType::Q6K
         } else {
             GgmlDType::Q4K
         }
-    } else if name.contains("attn_v") && layer % 2 == 0 {
+    } else if name.contains("attn_v") && layer.is_multiple_of(2) {
         GgmlDType::Q8_0
     } else {
         GgmlDType::Q5_0

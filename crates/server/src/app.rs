@@ -179,7 +179,11 @@ impl RunningServer {
             QuantKernels::Convert
         };
         let max_queue = args.max_queue;
-        let prefix_cache = !args.no_prefix_cache;
+        let prefix_slots = if args.no_prefix_cache {
+            0
+        } else {
+            args.prefix_cache_slots
+        };
         let load_state = state.clone();
         let loading = tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
             tracing::info!(model = ?source, "resolving model");
@@ -208,7 +212,7 @@ impl RunningServer {
                 .set(fingerprint(&dir, dtype, &device));
             let _ = load_state
                 .engine
-                .set(Engine::start_with(model, max_queue, prefix_cache));
+                .set(Engine::start_with(model, max_queue, prefix_slots));
             Ok(())
         });
         Ok(Self {

@@ -65,8 +65,12 @@ pub struct Args {
     /// Largest request body in bytes (413 beyond).
     #[arg(long, env = "VLM_MAX_BODY_BYTES", default_value_t = 32 * 1024 * 1024)]
     pub max_body_bytes: usize,
-    /// Do not keep the last text-only request's keys/values for reuse by a request that
-    /// starts with the same tokens (the next turn of a chat).
+    /// Recent text-only requests whose keys/values are kept for reuse by a request that
+    /// starts with the same tokens (the next turn of a chat, a shared system prompt); least
+    /// recently used dropped first. Each holds its whole sequence's cache in memory.
+    #[arg(long, env = "VLM_PREFIX_CACHE_SLOTS", default_value_t = vlm_inference::engine::DEFAULT_PREFIX_SLOTS)]
+    pub prefix_cache_slots: usize,
+    /// Keep no keys/values between requests (same as --prefix-cache-slots 0).
     #[arg(long, env = "VLM_NO_PREFIX_CACHE")]
     pub no_prefix_cache: bool,
     /// Most images in one request.

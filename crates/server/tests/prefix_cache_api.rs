@@ -81,3 +81,34 @@ async fn requests_with_images_never_reuse() {
     assert_eq!(cached(&b), 0);
     assert_eq!(answer(&a), answer(&b));
 }
+
+#[tokio::test]
+async fn interleaved_conversations_keep_their_own_prefixes() {
+    let s = start(&["--prefix-cache-slots", "2"]).await;
+    let one_slot = start(&["--prefix-cache-slots", "1"]).await;
+    let turn = |q: &str| json!([{"role": "user", "content": q}]);
+    let next = |q: &str, a: &str, r: &str| {
+        json!([
+            {"role": "user", "content": q},
+            {"role": "assistant", "content": a},
+            {"role": "user", "content": r}
+        ])
+    };
+    let (qa, qb) = ("Describe the colors you can see.", "Count to five slowly.");
+    for server in [&s, &one_slot] {
+        let (_, a) = post(server, &chat(turn(qa))).await;
+        let (_, b) = post(server, &chat(turn(qb))).await;
+        let a_prompt = a["usage"]["prompt_tokens"].as_u64().unwrap();
+        // Conversation A's second turn, after B's first turn came in between.
+        let (st, a2) = post(server, &chat(next(qa, &answer(&a), "And the shapes?"))).await;
+        assert_eq!(st, 200, "{a2}");
+        let b_prompt = b["usage"]["prompt_tokens"].as_u64().unwrap();
+        if std::ptr::eq(server, &s) {
+            assert!(cached(&a2) >= a_prompt - 1, "two slots keep A: {a2}");
+            let (_, b2) = post(server, &chat(next(qb, &answer(&b), "Now backwards."))).await;
+            assert!(cached(&b2) >= b_prompt - 1, "and B: {b2}");
+        } else {
+            assert!(cached(&a2) < a_prompt - 1, "one slot: B evicted A: {a2}");
+        }
+    }
+}

@@ -8,6 +8,7 @@ use candle_core::Tensor;
 use crate::nn::kv_cache::KvCache;
 use crate::sampling::{Sampler, StopMatcher, StopOutcome};
 
+use super::prefix_cache::PrefixCache;
 use super::{
     Detokenizer, EngineError, EngineStats, FinishReason, GenerationEvent, GenerationRequest, Job,
     LogprobEntry, TokenLogprobs, Usage,
@@ -15,40 +16,13 @@ use super::{
 use crate::error::Error;
 use crate::vlm::{PreparedPrompt, VisionLanguageModel};
 
-/// The keys/values of the last text-only request: the tokens fed so far and their cache.
-struct PrefixCache {
-    ids: Vec<u32>,
-    cache: KvCache,
-}
-
-impl PrefixCache {
-    /// Takes the cache if it shares at least one token with `ids`, truncated to the shared
-    /// prefix, leaving at least the last prompt token to compute (its logits are needed).
-    fn take_for(slot: &mut Option<PrefixCache>, ids: &[u32]) -> Option<(KvCache, usize)> {
-        let entry = slot.as_ref()?;
-        let shared = entry
-            .ids
-            .iter()
-            .zip(ids)
-            .take_while(|(a, b)| a == b)
-            .count()
-            .min(ids.len().saturating_sub(1));
-        if shared == 0 {
-            return None;
-        }
-        let mut cache = slot.take()?.cache;
-        cache.truncate(shared).ok()?;
-        Some((cache, shared))
-    }
-}
-
 pub(super) fn run(
     model: VisionLanguageModel,
     jobs: std::sync::mpsc::Receiver<Job>,
     stats: Arc<EngineStats>,
-    prefix_cache: bool,
+    prefix_slots: usize,
 ) {
-    let mut prefix: Option<PrefixCache> = None;
+    let mut prefix = PrefixCache::new(prefix_slots);
     while let Ok(job) = jobs.recv() {
         if !job.events.is_closed() {
             let events = job.events.clone();
@@ -58,12 +32,7 @@ pub(super) fn run(
                 }
                 events.send(e).is_ok()
             };
-            let slot = if prefix_cache {
-                Some(&mut prefix)
-            } else {
-                None
-            };
-            if let Err(e) = generate(&model, &job.request, &stats, &emit, slot) {
+            if let Err(e) = generate(&model, &job.request, &stats, &emit, &mut prefix) {
                 let _ = job.events.send(GenerationEvent::Error(e));
             }
         }
@@ -90,7 +59,7 @@ fn generate(
     req: &GenerationRequest,
     stats: &EngineStats,
     emit: &dyn Fn(GenerationEvent) -> bool,
-    mut prefix: Option<&mut Option<PrefixCache>>,
+    prefix: &mut PrefixCache,
 ) -> Result<(), EngineError> {
     let prepared = model
         .prepare_with_detail(&req.messages, &req.images, &req.image_details)
@@ -112,13 +81,10 @@ fn generate(
     // Image features are not identified by their placeholder ids: only text-only prompts
     // take part in prefix reuse.
     let text_only = prepared.images.is_none();
-    let reused = match prefix.as_deref_mut() {
-        Some(slot) if text_only => PrefixCache::take_for(slot, &prepared.input_ids),
-        Some(slot) => {
-            *slot = None;
-            None
-        }
-        None => None,
+    let reused = if text_only {
+        prefix.lookup(&prepared.input_ids)
+    } else {
+        None
     };
     // One prefill, shared by every choice: each choice continues from a copy of its cache.
     let (mut cache, cached_tokens) = reused.unwrap_or_else(|| (model.new_cache(), 0));
@@ -153,16 +119,9 @@ fn generate(
         };
         let (reason, generated) = (done.reason, done.generated);
         if choice == 0 && text_only {
-            if let Some(slot) = prefix.as_deref_mut() {
-                let mut ids = prepared.input_ids.clone();
-                ids.extend(&done.fed);
-                if ids.len() == done.cache.seq_len() {
-                    *slot = Some(PrefixCache {
-                        ids,
-                        cache: done.cache,
-                    });
-                }
-            }
+            let mut ids = prepared.input_ids.clone();
+            ids.extend(&done.fed);
+            prefix.insert(ids, prepared.input_ids.len(), done.cache);
         }
         completion_tokens += generated;
         if !emit(GenerationEvent::ChoiceFinished { choice, reason }) {

@@ -1,0 +1,152 @@
+//! Keys/values of recent text-only requests (prompt + the first choice's answer), kept so a
+//! request starting with the same tokens (the next turn of a chat, a repeat, a shared system
+//! prompt) computes only the rest. A few conversations are kept, least recently used first
+//! out, so interleaved clients do not evict each other.
+
+use std::collections::VecDeque;
+
+use crate::nn::kv_cache::KvCache;
+
+/// One kept sequence: the token ids fed (the prompt's first), and their cache.
+struct Entry {
+    ids: Vec<u32>,
+    prompt_len: usize,
+    cache: KvCache,
+}
+
+/// Up to `slots` kept sequences, most recently used first.
+pub(super) struct PrefixCache {
+    entries: VecDeque<Entry>,
+    slots: usize,
+}
+
+impl PrefixCache {
+    /// A store keeping up to `slots` sequences (0 keeps none).
+    pub(super) fn new(slots: usize) -> Self {
+        Self {
+            entries: VecDeque::with_capacity(slots),
+            slots,
+        }
+    }
+
+    /// Sequences kept.
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// A cache holding the longest kept prefix of `ids`, and its length; at least the last
+    /// prompt token is left to compute (its logits are needed). A sequence whose whole
+    /// prompt is reused (a repeat, or the next turn of its conversation: the answer's tokens
+    /// may re-tokenize differently inside the new prompt) is taken out, as the new request
+    /// supersedes it; one sharing less (a system prompt) is copied and stays available.
+    pub(super) fn lookup(&mut self, ids: &[u32]) -> Option<(KvCache, usize)> {
+        let limit = ids.len().saturating_sub(1);
+        let (index, shared) = self
+            .entries
+            .iter()
+            .enumerate()
+            .map(|(i, e)| {
+                let shared = e.ids.iter().zip(ids).take_while(|(a, b)| a == b).count();
+                (i, shared.min(limit))
+            })
+            // The longest; among equals, the most recent.
+            .min_by_key(|&(i, shared)| (std::cmp::Reverse(shared), i))?;
+        if shared == 0 {
+            return None;
+        }
+        let mut cache = if shared + 1 >= self.entries[index].prompt_len {
+            self.entries.remove(index)?.cache
+        } else {
+            let entry = self.entries.remove(index)?;
+            let copy = entry.cache.clone();
+            self.entries.push_front(entry);
+            copy
+        };
+        cache.truncate(shared).ok()?;
+        Some((cache, shared))
+    }
+
+    /// Keeps `cache` (holding exactly `ids`, of which the first `prompt_len` were the
+    /// prompt) as the most recent sequence; sequences it extends are dropped, and the least
+    /// recently used beyond `slots`.
+    pub(super) fn insert(&mut self, ids: Vec<u32>, prompt_len: usize, cache: KvCache) {
+        if self.slots == 0 || ids.len() != cache.seq_len() {
+            return;
+        }
+        self.entries.retain(|e| !ids.starts_with(&e.ids));
+        self.entries.push_front(Entry {
+            ids,
+            prompt_len,
+            cache,
+        });
+        self.entries.truncate(self.slots);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use candle_core::{Device, Tensor};
+
+    use super::*;
+
+    /// A one-layer cache of `n` positions (the values do not matter here).
+    fn cache(n: usize) -> KvCache {
+        let mut c = KvCache::new(1);
+        if n > 0 {
+            let k = Tensor::zeros((1, 1, n, 2), candle_core::DType::F32, &Device::Cpu).unwrap();
+            c.layer_mut(0).unwrap().append(&k, &k).unwrap();
+        }
+        c
+    }
+
+    #[test]
+    fn reuses_the_longest_kept_prefix_and_leaves_the_last_token() {
+        let mut store = PrefixCache::new(4);
+        store.insert(vec![1, 2, 3], 2, cache(3));
+        store.insert(vec![1, 2, 7, 8, 9], 3, cache(5));
+        let (c, n) = store.lookup(&[1, 2, 7, 8, 10]).expect("hit");
+        assert_eq!((n, c.seq_len()), (4, 4));
+        // The same prompt again: everything but its last token.
+        store.insert(vec![1, 2, 3, 4], 4, cache(4));
+        let (_, n) = store.lookup(&[1, 2, 3, 4]).expect("hit");
+        assert_eq!(n, 3);
+        assert!(store.lookup(&[5, 6]).is_none());
+    }
+
+    #[test]
+    fn a_shared_system_prompt_keeps_the_conversation_and_its_next_turn_takes_it() {
+        let mut store = PrefixCache::new(4);
+        // Prompt [1, 2, 3, 4], answer [50, 51].
+        store.insert(vec![1, 2, 3, 4, 50, 51], 4, cache(6));
+        let (_, n) = store.lookup(&[1, 2, 9, 9]).expect("shared system prompt");
+        assert_eq!(n, 2);
+        assert_eq!(store.len(), 1, "partly reused: still kept");
+        // The next turn, whose re-rendered answer tokenizes differently.
+        let (c, n) = store.lookup(&[1, 2, 3, 4, 60, 61, 7]).expect("next turn");
+        assert_eq!((n, c.seq_len()), (4, 4));
+        assert_eq!(store.len(), 0, "superseded: taken out until re-inserted");
+    }
+
+    #[test]
+    fn keeps_the_most_recent_slots_and_drops_extended_sequences() {
+        let mut store = PrefixCache::new(2);
+        store.insert(vec![1, 2], 2, cache(2));
+        store.insert(vec![1, 2, 3], 2, cache(3));
+        assert_eq!(store.len(), 1, "[1, 2, 3] supersedes [1, 2]");
+        store.insert(vec![4, 5], 1, cache(2));
+        store.insert(vec![6, 7], 1, cache(2));
+        assert_eq!(store.len(), 2);
+        assert!(
+            store.lookup(&[1, 2, 3, 0]).is_none(),
+            "least recent evicted"
+        );
+        assert!(store.lookup(&[4, 5, 0]).is_some());
+        // A cache that does not hold exactly its ids is not kept; nor is anything with 0 slots.
+        store.insert(vec![8, 8, 8], 3, cache(2));
+        assert!(store.lookup(&[8, 8, 8, 0]).is_none());
+        let mut none = PrefixCache::new(0);
+        none.insert(vec![1, 2], 2, cache(2));
+        assert!(none.lookup(&[1, 2, 3]).is_none());
+    }
+}
