@@ -84,7 +84,9 @@ fn main() -> vlm_inference::Result<()> {
         },
         ..LoadOptions::default()
     };
+    let t = Instant::now();
     let model = VisionLanguageModel::load(&args.model, &opts)?;
+    let load_secs = t.elapsed().as_secs_f64();
     let mut ids = Vec::new();
     while ids.len() < args.prompt_tokens {
         ids.extend(model.tokenizer().encode(TEXT)?);
@@ -117,11 +119,11 @@ fn main() -> vlm_inference::Result<()> {
     let decode_tps = args.decode_tokens as f64 / best_decode;
     if args.json {
         println!(
-            "{{\"prefill_tokens\": {}, \"prefill_tok_s\": {prefill_tps:.2}, \"decode_tokens\": {}, \"decode_tok_s\": {decode_tps:.2}}}",
+            "{{\"prefill_tokens\": {}, \"prefill_tok_s\": {prefill_tps:.2}, \"decode_tokens\": {}, \"decode_tok_s\": {decode_tps:.2}, \"load_s\": {load_secs:.3}}}",
             args.prompt_tokens, args.decode_tokens
         );
     } else {
-        println!("model:   {}", args.model.display());
+        println!("model:   {} (loaded in {load_secs:.2} s)", args.model.display());
         println!(
             "prefill: {prefill_tps:8.1} tok/s ({} tokens)",
             args.prompt_tokens
