@@ -103,10 +103,15 @@ REQUANTIZE = textwrap.dedent(
 
 def requantize(py: str, model: str, ftype: str) -> str:
     src = Path(model)
-    dst = src.with_name(src.name.replace(".gguf", f".requant-{ftype}.gguf"))
+    if src.suffix != ".gguf":
+        sys.exit(f"--requantize needs a .gguf model, got {src}")
+    dst = src.with_name(f"{src.stem}.requant-{ftype}.gguf")
     if not dst.exists():
-        subprocess.run([py, "-c", REQUANTIZE, str(src), str(dst), str(FTYPES[ftype])],
-                       check=True, capture_output=True)
+        # Written under a temporary name first: an interrupted run leaves no half file behind.
+        tmp = dst.with_name(dst.name + ".part")
+        subprocess.run([py, "-c", REQUANTIZE, str(src), str(tmp), str(FTYPES[ftype])],
+                       check=True, stdout=subprocess.DEVNULL)
+        tmp.rename(dst)
     return str(dst)
 
 

@@ -123,7 +123,10 @@ fn main() -> vlm_inference::Result<()> {
             args.prompt_tokens, args.decode_tokens
         );
     } else {
-        println!("model:   {} (loaded in {load_secs:.2} s)", args.model.display());
+        println!(
+            "model:   {} (loaded in {load_secs:.2} s)",
+            args.model.display()
+        );
         println!(
             "prefill: {prefill_tps:8.1} tok/s ({} tokens)",
             args.prompt_tokens

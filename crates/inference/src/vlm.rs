@@ -126,7 +126,7 @@ impl VisionLanguageModel {
         let files = ModelDir::open(dir)?;
         let (tokenizer, template) = Self::hf_tokenizer_and_template(&files)?;
         let vb = crate::weights::load_var_builder(&files.weight_files, opts.dtype, &opts.device)?;
-        let model = Llava::load(&files.config, vb, opts.quantize)
+        let model = Llava::load(&files.config, vb, opts.quantize, opts.quant_kernels)
             .map_err(|e| Error::Weights(e.to_string()))?;
         Self::assemble_vision(files, tokenizer, template, model)
     }

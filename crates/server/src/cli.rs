@@ -31,7 +31,9 @@ pub struct Args {
     pub dequantize_gguf: bool,
     /// Run GGUF block types we have no CPU kernel for (Q4_0, Q4_K, Q5_x, Q6_K) on candle's
     /// kernels as stored, instead of converting them at load to Q4_1 / Q8_0 for ours
-    /// (faster; Q5_1, Q5_K and Q6_K are requantized to Q8_0, the others kept exactly).
+    /// (faster; Q4_0 and Q5_0 convert exactly, Q4_K up to f16 rounding of its scales, Q5_1,
+    /// Q5_K and Q6_K are requantized to Q8_0). Also keeps `--quantize q5k|q6k` as asked
+    /// instead of Q8_0.
     #[arg(long, env = "VLM_KEEP_QUANT_TYPES")]
     pub keep_quant_types: bool,
     /// Names clients use in `model`; the first is reported. Default: the --model value.

@@ -24,7 +24,7 @@ impl PrefixCache {
     /// A store keeping up to `slots` sequences (0 keeps none).
     pub(super) fn new(slots: usize) -> Self {
         Self {
-            entries: VecDeque::with_capacity(slots),
+            entries: VecDeque::new(),
             slots,
         }
     }
@@ -42,24 +42,25 @@ impl PrefixCache {
     /// supersedes it; one sharing less (a system prompt) is copied and stays available.
     pub(super) fn lookup(&mut self, ids: &[u32]) -> Option<(KvCache, usize)> {
         let limit = ids.len().saturating_sub(1);
-        let (index, shared) = self
+        let (index, common) = self
             .entries
             .iter()
             .enumerate()
-            .map(|(i, e)| {
-                let shared = e.ids.iter().zip(ids).take_while(|(a, b)| a == b).count();
-                (i, shared.min(limit))
-            })
+            .map(|(i, e)| (i, e.ids.iter().zip(ids).take_while(|(a, b)| a == b).count()))
             // The longest; among equals, the most recent.
-            .min_by_key(|&(i, shared)| (std::cmp::Reverse(shared), i))?;
+            .min_by_key(|&(i, common)| (std::cmp::Reverse(common.min(limit)), i))?;
+        let shared = common.min(limit);
         if shared == 0 {
             return None;
         }
-        let mut cache = if shared + 1 >= self.entries[index].prompt_len {
+        // All but at most the last token of the entry's prompt is shared: the new request
+        // holds everything of it worth keeping (a template may tokenize the end of the
+        // assistant header differently once the answer follows it).
+        let mut cache = if common + 1 >= self.entries[index].prompt_len {
             self.entries.remove(index)?.cache
         } else {
             let entry = self.entries.remove(index)?;
-            let copy = entry.cache.clone();
+            let copy = entry.cache.prefix(shared).ok()?;
             self.entries.push_front(entry);
             copy
         };

@@ -1,8 +1,9 @@
 //! Conversion of GGUF block types we have no kernel for into the two we do, at load:
 //! Q4_0 and Q4_K become Q4_1, Q5_0 becomes Q8_0. Each value is kept: Q4_0 and Q5_0
 //! exactly, Q4_K up to rounding its per-32 scale and minimum (`d·sc`, `dmin·m`, computed
-//! in f32 by ggml) to f16, a relative 2⁻¹² of the scale. All functions take and return
-//! raw little-endian GGUF bytes and return `None` when the length is not whole blocks.
+//! in f32 by ggml) to f16, at most 2⁻¹¹ of each. All functions take and return raw
+//! little-endian GGUF bytes and return `None` when the length is not whole blocks or a
+//! converted scale does not fit f16 (the caller then keeps the type as stored).
 
 use half::f16;
 
@@ -45,8 +46,12 @@ pub fn q4_0_to_q4_1(bytes: &[u8]) -> Option<Vec<u8>> {
     let mut out = Vec::with_capacity(bytes.len() / Q4_0_BYTES * q4_1::BLOCK_BYTES);
     for b in bytes.chunks_exact(Q4_0_BYTES) {
         let d = f16_at(b, 0);
+        let m = f16::from_f32(-8.0 * d.to_f32());
+        if !m.is_finite() {
+            return None;
+        }
         out.extend_from_slice(&d.to_le_bytes());
-        out.extend_from_slice(&f16::from_f32(-8.0 * d.to_f32()).to_le_bytes());
+        out.extend_from_slice(&m.to_le_bytes());
         // Same nibble order as Q4_1: low nibbles values 0..16, high nibbles 16..32.
         out.extend_from_slice(&b[2..]);
     }
@@ -109,6 +114,9 @@ pub fn q4k_to_q4_1(bytes: &[u8]) -> Option<Vec<u8>> {
                 }
                 let scale = f16::from_f32(d * sc as f32);
                 let min = f16::from_f32(-(dmin * m as f32));
+                if !scale.is_finite() || !min.is_finite() {
+                    return None;
+                }
                 push_q4_1(&mut out, scale, min, &q);
             }
         }
@@ -189,6 +197,14 @@ mod tests {
         let err = conversion_error(GgmlDType::Q4K, GgmlDType::Q4_1, q4k_to_q4_1);
         // f16 rounding of d·sc and dmin·m: ≤ 2⁻¹¹ of a value's size, far below a 4-bit step.
         assert!(err < 1e-3, "relative error {err}");
+    }
+
+    #[test]
+    fn scales_beyond_f16_are_refused() {
+        // Q4_0 with d = 10000: its minimum −8d = −80000 does not fit f16.
+        let mut block = vec![0u8; Q4_0_BYTES];
+        block[..2].copy_from_slice(&f16::from_f32(10_000.0).to_le_bytes());
+        assert!(q4_0_to_q4_1(&block).is_none());
     }
 
     #[test]

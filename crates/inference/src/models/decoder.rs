@@ -3,13 +3,14 @@
 //! The KV cache is owned by the caller and passed into [`Decoder::forward`].
 
 use candle_core::{DType, Device, Module, Result, Tensor};
-use candle_nn::{Embedding, RmsNorm};
+use candle_nn::RmsNorm;
 
 use super::decoder_weights::DecoderWeights;
 use super::fused_cpu::{FusedCpuDecoder, LayerParts};
 use crate::config::TextConfig;
 use crate::nn::attention::{attention, causal_mask, merge_heads, split_heads};
 use crate::nn::cpu_attention;
+use crate::nn::embedding::TokenEmbedding;
 use crate::nn::kv_cache::{KvCache, LayerCache};
 use crate::nn::linear::LinearLayer;
 use crate::nn::mlp::GatedMlp;
@@ -148,7 +149,7 @@ impl DecoderLayer {
 /// The language model: embeddings, decoder layers, final norm and LM head.
 #[derive(Debug, Clone)]
 pub struct Decoder {
-    embed_tokens: Embedding,
+    embed_tokens: TokenEmbedding,
     /// The layers as candle modules (empty when `fused` replaced them).
     layers: Vec<DecoderLayer>,
     /// The fused CPU pass, when every projection runs on our quantized kernels.
@@ -167,11 +168,11 @@ impl Decoder {
     /// Loads the decoder from `weights` (safetensors or GGUF).
     pub fn load(cfg: &TextConfig, weights: &DecoderWeights) -> Result<Self> {
         let (vocab, hidden) = (cfg.vocab_size, cfg.hidden_size);
-        let table = weights.embedding(vocab, hidden)?;
+        let embed_tokens = weights.token_embedding(vocab, hidden)?;
         let layers = (0..cfg.num_hidden_layers)
             .map(|i| DecoderLayer::load(cfg, weights, i))
             .collect::<Result<Vec<_>>>()?;
-        let lm_head = weights.lm_head(vocab, hidden, cfg.tie_word_embeddings, &table)?;
+        let lm_head = weights.lm_head(vocab, hidden, cfg.tie_word_embeddings, &embed_tokens)?;
         let (dtype, device) = (weights.dtype(), weights.device());
         let rope = RotaryEmbedding::new(
             &cfg.rope,
@@ -193,7 +194,7 @@ impl Decoder {
         // The fused pass holds its own (concatenated) weights: drop the modules' copies.
         let layers = if fused.is_some() { Vec::new() } else { layers };
         Ok(Self {
-            embed_tokens: Embedding::new(table, hidden),
+            embed_tokens,
             layers,
             fused,
             num_layers,

@@ -8,6 +8,7 @@ use candle_core::{DType, Device, Result, Tensor};
 use candle_nn::VarBuilder;
 
 use crate::gguf::weights::GgufTensors;
+use crate::nn::embedding::TokenEmbedding;
 use crate::nn::linear::{linear, LinearLayer, QuantKernels};
 use crate::nn::rope::RopeLayout;
 
@@ -22,6 +23,8 @@ pub enum DecoderWeights<'a> {
         head: VarBuilder<'a>,
         /// In-situ quantization of every decoder linear and the head.
         quantize: Option<GgmlDType>,
+        /// Which quantized types run on our CPU kernels.
+        kernels: QuantKernels,
     },
     /// A llama- or qwen2-architecture GGUF file.
     Gguf {
@@ -128,10 +131,15 @@ impl DecoderWeights<'_> {
         bias: bool,
     ) -> Result<LinearLayer> {
         match self {
-            Self::Float { vb, quantize, .. } => {
+            Self::Float {
+                vb,
+                quantize,
+                kernels,
+                ..
+            } => {
                 let l = linear(in_dim, out_dim, bias, vb.pp(name))?;
                 match quantize {
-                    Some(q) => LinearLayer::quantize(&l, *q),
+                    Some(q) => LinearLayer::quantize(&l, *q, *kernels),
                     None => Ok(LinearLayer::Float(l)),
                 }
             }
@@ -186,35 +194,59 @@ impl DecoderWeights<'_> {
         }
     }
 
-    /// The `(vocab, hidden)` embedding matrix in the activation dtype.
-    pub fn embedding(&self, vocab: usize, hidden: usize) -> Result<Tensor> {
+    /// The `(vocab, hidden)` token embeddings: in the activation dtype, or for a
+    /// block-quantized GGUF table on the CPU kept quantized (rows dequantized on lookup).
+    pub fn token_embedding(&self, vocab: usize, hidden: usize) -> Result<TokenEmbedding> {
         match self {
-            Self::Float { vb, .. } => vb.pp("embed_tokens").get((vocab, hidden), "weight"),
-            Self::Gguf { file: g, .. } => g
-                .get("token_embd.weight", &[vocab, hidden])
-                .map_err(err)?
-                .dequantize(g.device()),
+            Self::Float { vb, .. } => {
+                let table = vb.pp("embed_tokens").get((vocab, hidden), "weight")?;
+                Ok(TokenEmbedding::Dense(candle_nn::Embedding::new(
+                    table, hidden,
+                )))
+            }
+            Self::Gguf {
+                file: g,
+                dequantize,
+                ..
+            } => {
+                let table = g.get("token_embd.weight", &[vocab, hidden]).map_err(err)?;
+                if *dequantize {
+                    let table = table.dequantize(g.device())?;
+                    return Ok(TokenEmbedding::Dense(candle_nn::Embedding::new(
+                        table, hidden,
+                    )));
+                }
+                TokenEmbedding::from_qtensor(table, g.device())
+            }
         }
     }
 
-    /// The LM head; with `tied` it reuses the embedding (`embeddings`, or for GGUF the
-    /// quantized `token_embd` itself).
+    /// The LM head; with `tied` it reuses the embedding (`embeddings`' table, or for GGUF
+    /// the quantized `token_embd` itself).
     pub fn lm_head(
         &self,
         vocab: usize,
         hidden: usize,
         tied: bool,
-        embeddings: &Tensor,
+        embeddings: &TokenEmbedding,
     ) -> Result<LinearLayer> {
         match self {
-            Self::Float { head, quantize, .. } => {
+            Self::Float {
+                head,
+                quantize,
+                kernels,
+                ..
+            } => {
                 let l = if tied {
-                    candle_nn::Linear::new(embeddings.clone(), None)
+                    let table = embeddings.dense_table().ok_or_else(|| {
+                        candle_core::Error::Msg("tied LM head without a dense table".into())
+                    })?;
+                    candle_nn::Linear::new(table.clone(), None)
                 } else {
                     candle_nn::linear_no_bias(hidden, vocab, head.clone())?
                 };
                 match quantize {
-                    Some(q) => LinearLayer::quantize(&l, *q),
+                    Some(q) => LinearLayer::quantize(&l, *q, *kernels),
                     None => Ok(LinearLayer::Float(l)),
                 }
             }

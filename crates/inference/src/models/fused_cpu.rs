@@ -104,8 +104,14 @@ fn fuse(parts: &[&LinearLayer]) -> Result<Option<Proj>> {
     let Some(kernels) = parts.iter().map(|p| p.kernel()).collect::<Option<Vec<_>>>() else {
         return Ok(None);
     };
-    // Consecutive parts in the same format become one matrix.
+    // Consecutive parts in the same format become one matrix; all read the same input.
     let ops: Vec<&Arc<QuantMatmul>> = kernels.iter().map(|(op, _)| *op).collect();
+    if ops
+        .iter()
+        .any(|op| op.in_features() != ops[0].in_features())
+    {
+        return Ok(None);
+    }
     let mut parts = Vec::new();
     let mut start = 0;
     while start < ops.len() {

@@ -13,6 +13,7 @@ use crate::models::decoder_weights::DecoderWeights;
 use crate::models::projector::MultiModalProjector;
 use crate::models::vit::{concat_features, VisionTransformer};
 use crate::nn::kv_cache::KvCache;
+use crate::nn::linear::QuantKernels;
 
 /// Preprocessed images: every tile of every image in order, and how they group.
 #[derive(Debug, Clone)]
@@ -62,12 +63,19 @@ pub struct Llava {
 impl Llava {
     /// Loads from a var builder using the canonical (transformers 5) names:
     /// `model.vision_tower`, `model.multi_modal_projector`, `model.language_model`, `lm_head`;
-    /// the language model's linears are quantized to `quantize` when set.
-    pub fn load(cfg: &ModelConfig, vb: VarBuilder, quantize: Option<GgmlDType>) -> Result<Self> {
+    /// the language model's linears are quantized to `quantize` when set (run as `kernels`
+    /// says).
+    pub fn load(
+        cfg: &ModelConfig,
+        vb: VarBuilder,
+        quantize: Option<GgmlDType>,
+        kernels: QuantKernels,
+    ) -> Result<Self> {
         let weights = DecoderWeights::Float {
             vb: vb.pp("model").pp("language_model"),
             head: vb.pp("lm_head"),
             quantize,
+            kernels,
         };
         let language_model = Decoder::load(&cfg.text, &weights)?;
         Self::with_language_model(cfg, vb, language_model)

@@ -30,6 +30,21 @@ impl CpuKv {
         self.len = self.len.min(len);
     }
 
+    /// A copy of the first `len` positions only (its own, tight storage).
+    pub fn prefix(&self, len: usize) -> Self {
+        let len = len.min(self.len);
+        let mut out = Self::new(self.kv_heads, self.head_dim);
+        out.grow(len);
+        let d = self.head_dim;
+        for h in 0..self.kv_heads {
+            let (from, to) = (h * self.capacity * d, h * out.capacity * d);
+            out.k[to..to + len * d].copy_from_slice(&self.k[from..from + len * d]);
+            out.v[to..to + len * d].copy_from_slice(&self.v[from..from + len * d]);
+        }
+        out.len = len;
+        out
+    }
+
     /// Positions stored.
     pub fn len(&self) -> usize {
         self.len
@@ -175,6 +190,26 @@ mod tests {
     use super::*;
     use crate::nn::attention::{attention, causal_mask, merge_heads};
     use candle_core::{DType, Device, Tensor};
+
+    #[test]
+    fn a_prefix_copy_holds_the_same_positions_in_its_own_storage() {
+        let (kv_heads, d) = (2, 4);
+        let mut kv = CpuKv::new(kv_heads, d);
+        // 70 positions: the store has grown past its first capacity.
+        let seq = 70;
+        let vals: Vec<f32> = (0..kv_heads * seq * d).map(|i| i as f32).collect();
+        kv.append(&vals, &vals, seq);
+        let copy = kv.prefix(33);
+        assert_eq!(copy.len(), 33);
+        assert!(copy.capacity < kv.capacity);
+        for h in 0..kv_heads {
+            for pos in 0..33 {
+                assert_eq!(copy.key(h, pos), kv.key(h, pos));
+                assert_eq!(copy.value(h, pos), kv.value(h, pos));
+            }
+        }
+        assert_eq!(kv.prefix(500).len(), 70);
+    }
 
     #[test]
     fn matches_the_tensor_attention_with_gqa_cache_and_window() {

@@ -45,6 +45,21 @@ impl LayerCache {
         Ok(())
     }
 
+    /// A copy of the first `len` positions only.
+    pub fn prefix(&self, len: usize) -> Result<Self> {
+        let mut kv = None;
+        if let Some((k, v)) = &self.kv {
+            let keep = len.min(k.dim(2)?);
+            if keep > 0 {
+                kv = Some((k.narrow(2, 0, keep)?, v.narrow(2, 0, keep)?));
+            }
+        }
+        Ok(Self {
+            kv,
+            cpu: self.cpu.as_ref().map(|c| c.prefix(len)),
+        })
+    }
+
     /// Number of cached positions.
     pub fn len(&self) -> usize {
         if let Some(cpu) = &self.cpu {
@@ -84,6 +99,16 @@ impl KvCache {
     /// Keeps the first `len` positions of every layer (reusing a prompt prefix).
     pub fn truncate(&mut self, len: usize) -> Result<()> {
         self.layers.iter_mut().try_for_each(|l| l.truncate(len))
+    }
+
+    /// A copy of the first `len` positions of every layer (without the rest's storage).
+    pub fn prefix(&self, len: usize) -> Result<Self> {
+        let layers = self
+            .layers
+            .iter()
+            .map(|l| l.prefix(len))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self { layers })
     }
 
     /// The cache of layer `i`.

@@ -11,6 +11,7 @@ use crate::kernels::{transcode, QuantMatmul};
 
 /// Which block-quantized types run on our CPU kernels (`crate::kernels`), which only
 /// exist for Q4_1 and Q8_0; the rest run on candle's kernel for their type.
+/// `--quantize` follows it too: under `Convert`, q5k/q6k become Q8_0 at quantization.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum QuantKernels {
     /// Convert at load: Q4_0 and Q4_K to Q4_1, Q5_0 to Q8_0 (values kept, up to f16
@@ -32,6 +33,9 @@ fn requantize_q8_0(weight: &QTensor, n: usize, k: usize) -> Result<Option<QuantM
         return Ok(None);
     }
     let row_bytes = k / dtype.block_size() * dtype.type_size();
+    if row_bytes == 0 {
+        return Ok(None);
+    }
     let data = weight.data()?;
     let mut out = Vec::with_capacity(n * k / 32 * 34);
     for (i, chunk) in data.chunks(REQUANT_ROWS * row_bytes).enumerate() {
@@ -134,10 +138,19 @@ impl LinearLayer {
     }
 
     /// Quantizes a float layer to `dtype`. Rows whose width is not a multiple of the
-    /// type's block fall back to Q8_0 (32-wide blocks) and, failing that, stay float.
-    pub fn quantize(linear: &Linear, dtype: GgmlDType) -> Result<Self> {
+    /// type's block fall back to Q8_0 (32-wide blocks) and, failing that, stay float. With
+    /// [`QuantKernels::Convert`] on the CPU, types our kernels would take only by
+    /// requantizing to Q8_0 (Q5_1, Q5_K, Q6_K) are quantized to Q8_0 directly: one rounding
+    /// instead of two.
+    pub fn quantize(linear: &Linear, dtype: GgmlDType, kernels: QuantKernels) -> Result<Self> {
         let w = linear.weight().to_dtype(DType::F32)?;
         let in_dim = w.dim(1)?;
+        let requantized = matches!(dtype, GgmlDType::Q5_1 | GgmlDType::Q5K | GgmlDType::Q6K);
+        let dtype = if kernels == QuantKernels::Convert && requantized && w.device().is_cpu() {
+            GgmlDType::Q8_0
+        } else {
+            dtype
+        };
         let chosen = [dtype, GgmlDType::Q8_0]
             .into_iter()
             .find(|t| in_dim % t.block_size() == 0);
@@ -151,11 +164,7 @@ impl LinearLayer {
             Some(b) => Some(b.to_dtype(DType::F32)?),
             None => None,
         };
-        Self::from_qtensor(
-            QTensor::quantize(&w, chosen)?,
-            bias,
-            QuantKernels::default(),
-        )
+        Self::from_qtensor(QTensor::quantize(&w, chosen)?, bias, kernels)
     }
 
     /// Our CPU kernel and bias, when the weights run on one.

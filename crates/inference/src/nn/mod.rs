@@ -3,6 +3,7 @@
 pub mod activation;
 pub mod attention;
 pub mod cpu_attention;
+pub mod embedding;
 pub mod kv_cache;
 pub mod linear;
 pub mod mlp;
