@@ -12,7 +12,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use candle_core::{DType, Device};
 use tokio::task::JoinHandle;
-use vlm_inference::engine::Engine;
+use vlm_inference::engine::{Engine, PrefixCacheLimits};
 use vlm_inference::hub::ModelSource;
 use vlm_inference::image::DecodeLimits;
 use vlm_inference::nn::linear::QuantKernels;
@@ -179,10 +179,13 @@ impl RunningServer {
             QuantKernels::Convert
         };
         let max_queue = args.max_queue;
-        let prefix_slots = if args.no_prefix_cache {
-            0
-        } else {
-            args.prefix_cache_slots
+        let prefix_limits = PrefixCacheLimits {
+            slots: if args.no_prefix_cache {
+                0
+            } else {
+                args.prefix_cache_slots
+            },
+            max_bytes: args.prefix_cache_mib.saturating_mul(1 << 20),
         };
         let load_state = state.clone();
         let loading = tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
@@ -212,7 +215,7 @@ impl RunningServer {
                 .set(fingerprint(&dir, dtype, &device));
             let _ = load_state
                 .engine
-                .set(Engine::start_with(model, max_queue, prefix_slots));
+                .set(Engine::start_with(model, max_queue, prefix_limits));
             Ok(())
         });
         Ok(Self {

@@ -69,9 +69,13 @@ pub struct Args {
     pub max_body_bytes: usize,
     /// Recent text-only requests whose keys/values are kept for reuse by a request that
     /// starts with the same tokens (the next turn of a chat, a shared system prompt); least
-    /// recently used dropped first. Each holds its whole sequence's cache in memory.
-    #[arg(long, env = "VLM_PREFIX_CACHE_SLOTS", default_value_t = vlm_inference::engine::DEFAULT_PREFIX_SLOTS)]
+    /// recently used dropped first.
+    #[arg(long, env = "VLM_PREFIX_CACHE_SLOTS", default_value_t = 4)]
     pub prefix_cache_slots: usize,
+    /// Memory the kept keys/values may hold in all, in MiB (least recently used dropped
+    /// first; a conversation larger than this is not kept).
+    #[arg(long, env = "VLM_PREFIX_CACHE_MIB", default_value_t = 2048)]
+    pub prefix_cache_mib: usize,
     /// Keep no keys/values between requests (same as --prefix-cache-slots 0).
     #[arg(long, env = "VLM_NO_PREFIX_CACHE")]
     pub no_prefix_cache: bool,

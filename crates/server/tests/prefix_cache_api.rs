@@ -112,3 +112,14 @@ async fn interleaved_conversations_keep_their_own_prefixes() {
         }
     }
 }
+
+#[tokio::test]
+async fn the_memory_budget_bounds_what_is_kept() {
+    let s = start(&["--prefix-cache-mib", "0"]).await;
+    let first = json!([{"role": "user", "content": "Describe the colors you can see."}]);
+    let (st, a) = post(&s, &chat(first.clone())).await;
+    assert_eq!(st, 200, "{a}");
+    let (_, b) = post(&s, &chat(first)).await;
+    assert_eq!(cached(&b), 0, "nothing fits a zero budget: {b}");
+    assert_eq!(answer(&a), answer(&b));
+}

@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 pub use detokenizer::Detokenizer;
+pub use prefix_cache::PrefixCacheLimits;
 
 use crate::image::RgbImage;
 use crate::messages::ChatMessage;
@@ -196,24 +197,21 @@ pub struct EngineStats {
     pub prefilled_tokens: AtomicU64,
 }
 
-/// Conversations whose keys/values [`Engine::start`] keeps for prefix reuse.
-pub const DEFAULT_PREFIX_SLOTS: usize = 4;
-
 impl Engine {
     /// Starts the worker thread that owns `model`. At most `max_in_flight` requests are
     /// queued or running at once; more are refused with [`SubmitError::QueueFull`].
     pub fn start(model: VisionLanguageModel, max_in_flight: usize) -> Self {
-        Self::start_with(model, max_in_flight, DEFAULT_PREFIX_SLOTS)
+        Self::start_with(model, max_in_flight, PrefixCacheLimits::default())
     }
 
-    /// [`Self::start`], keeping the keys/values of up to `prefix_slots` recent text-only
-    /// requests (prompt and the first choice's answer; 0 keeps none): a request whose prompt
-    /// starts with kept tokens (the next turn of a chat, a repeat, a shared system prompt)
-    /// computes only the rest.
+    /// [`Self::start`], keeping the keys/values of recent text-only requests (prompt and
+    /// the first choice's answer) within `prefix_limits`: a request whose prompt starts with
+    /// kept tokens (the next turn of a chat, a repeat, a shared system prompt) computes only
+    /// the rest.
     pub fn start_with(
         model: VisionLanguageModel,
         max_in_flight: usize,
-        prefix_slots: usize,
+        prefix_limits: PrefixCacheLimits,
     ) -> Self {
         let (jobs, rx) = std::sync::mpsc::channel::<Job>();
         let context_length = model.context_length();
@@ -223,7 +221,7 @@ impl Engine {
         let worker_stats = stats.clone();
         let spawned = std::thread::Builder::new()
             .name("vlm-engine".into())
-            .spawn(move || worker::run(model, rx, worker_stats, prefix_slots));
+            .spawn(move || worker::run(model, rx, worker_stats, prefix_limits));
         if let Err(e) = spawned {
             tracing::error!(error = %e, "could not start the engine thread");
         }

@@ -1,7 +1,8 @@
 //! Keys/values of recent text-only requests (prompt + the first choice's answer), kept so a
 //! request starting with the same tokens (the next turn of a chat, a repeat, a shared system
 //! prompt) computes only the rest. A few conversations are kept, least recently used first
-//! out, so interleaved clients do not evict each other.
+//! out, so interleaved clients do not evict each other; their count and the memory their
+//! keys/values hold are both bounded.
 
 use std::collections::VecDeque;
 
@@ -14,18 +15,36 @@ struct Entry {
     cache: KvCache,
 }
 
-/// Up to `slots` kept sequences, most recently used first.
+/// How much the prefix cache may keep.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PrefixCacheLimits {
+    /// Sequences (conversations) kept; 0 keeps none.
+    pub slots: usize,
+    /// Bytes of keys/values kept in all, summed over the sequences.
+    pub max_bytes: usize,
+}
+
+impl Default for PrefixCacheLimits {
+    fn default() -> Self {
+        Self {
+            slots: 4,
+            max_bytes: 2 << 30,
+        }
+    }
+}
+
+/// Kept sequences within [`PrefixCacheLimits`], most recently used first.
 pub(super) struct PrefixCache {
     entries: VecDeque<Entry>,
-    slots: usize,
+    limits: PrefixCacheLimits,
 }
 
 impl PrefixCache {
-    /// A store keeping up to `slots` sequences (0 keeps none).
-    pub(super) fn new(slots: usize) -> Self {
+    /// An empty store.
+    pub(super) fn new(limits: PrefixCacheLimits) -> Self {
         Self {
             entries: VecDeque::new(),
-            slots,
+            limits,
         }
     }
 
@@ -70,9 +89,11 @@ impl PrefixCache {
 
     /// Keeps `cache` (holding exactly `ids`, of which the first `prompt_len` were the
     /// prompt) as the most recent sequence; sequences it extends are dropped, and the least
-    /// recently used beyond `slots`.
+    /// recently used beyond the slot count or the byte budget. A sequence larger than the
+    /// whole budget is not kept.
     pub(super) fn insert(&mut self, ids: Vec<u32>, prompt_len: usize, cache: KvCache) {
-        if self.slots == 0 || ids.len() != cache.seq_len() {
+        let bytes = cache.bytes();
+        if self.limits.slots == 0 || ids.len() != cache.seq_len() || bytes > self.limits.max_bytes {
             return;
         }
         self.entries.retain(|e| !ids.starts_with(&e.ids));
@@ -81,7 +102,14 @@ impl PrefixCache {
             prompt_len,
             cache,
         });
-        self.entries.truncate(self.slots);
+        self.entries.truncate(self.limits.slots);
+        let mut total: usize = self.entries.iter().map(|e| e.cache.bytes()).sum();
+        while total > self.limits.max_bytes {
+            match self.entries.pop_back() {
+                Some(e) => total -= e.cache.bytes(),
+                None => break,
+            }
+        }
     }
 }
 
@@ -90,6 +118,13 @@ mod tests {
     use candle_core::{Device, Tensor};
 
     use super::*;
+
+    fn slots(n: usize) -> PrefixCacheLimits {
+        PrefixCacheLimits {
+            slots: n,
+            ..PrefixCacheLimits::default()
+        }
+    }
 
     /// A one-layer cache of `n` positions (the values do not matter here).
     fn cache(n: usize) -> KvCache {
@@ -103,7 +138,7 @@ mod tests {
 
     #[test]
     fn reuses_the_longest_kept_prefix_and_leaves_the_last_token() {
-        let mut store = PrefixCache::new(4);
+        let mut store = PrefixCache::new(slots(4));
         store.insert(vec![1, 2, 3], 2, cache(3));
         store.insert(vec![1, 2, 7, 8, 9], 3, cache(5));
         let (c, n) = store.lookup(&[1, 2, 7, 8, 10]).expect("hit");
@@ -117,7 +152,7 @@ mod tests {
 
     #[test]
     fn a_shared_system_prompt_keeps_the_conversation_and_its_next_turn_takes_it() {
-        let mut store = PrefixCache::new(4);
+        let mut store = PrefixCache::new(slots(4));
         // Prompt [1, 2, 3, 4], answer [50, 51].
         store.insert(vec![1, 2, 3, 4, 50, 51], 4, cache(6));
         let (_, n) = store.lookup(&[1, 2, 9, 9]).expect("shared system prompt");
@@ -131,7 +166,7 @@ mod tests {
 
     #[test]
     fn keeps_the_most_recent_slots_and_drops_extended_sequences() {
-        let mut store = PrefixCache::new(2);
+        let mut store = PrefixCache::new(slots(2));
         store.insert(vec![1, 2], 2, cache(2));
         store.insert(vec![1, 2, 3], 2, cache(3));
         assert_eq!(store.len(), 1, "[1, 2, 3] supersedes [1, 2]");
@@ -146,8 +181,30 @@ mod tests {
         // A cache that does not hold exactly its ids is not kept; nor is anything with 0 slots.
         store.insert(vec![8, 8, 8], 3, cache(2));
         assert!(store.lookup(&[8, 8, 8, 0]).is_none());
-        let mut none = PrefixCache::new(0);
+        let mut none = PrefixCache::new(slots(0));
         none.insert(vec![1, 2], 2, cache(2));
         assert!(none.lookup(&[1, 2, 3]).is_none());
+    }
+
+    #[test]
+    fn the_byte_budget_evicts_the_least_recent_and_refuses_what_cannot_fit() {
+        // cache(n) holds 2 tensors of n × 2 f32: 16 bytes per position.
+        assert_eq!(cache(3).bytes(), 48);
+        let mut store = PrefixCache::new(PrefixCacheLimits {
+            slots: 8,
+            max_bytes: 100,
+        });
+        store.insert(vec![1, 2, 3], 3, cache(3));
+        store.insert(vec![4, 5, 6], 3, cache(3));
+        assert_eq!(store.len(), 2, "96 bytes fit");
+        store.insert(vec![7, 8], 2, cache(2));
+        assert_eq!(store.len(), 2, "128 bytes do not: the oldest goes");
+        assert!(store.lookup(&[1, 2, 3, 0]).is_none());
+        assert!(store.lookup(&[4, 5, 6, 0]).is_some());
+        store.insert(vec![9; 7], 7, cache(7));
+        assert!(
+            store.lookup(&[9; 8]).is_none(),
+            "112 bytes alone exceed the budget"
+        );
     }
 }

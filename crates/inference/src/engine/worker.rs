@@ -8,7 +8,7 @@ use candle_core::Tensor;
 use crate::nn::kv_cache::KvCache;
 use crate::sampling::{Sampler, StopMatcher, StopOutcome};
 
-use super::prefix_cache::PrefixCache;
+use super::prefix_cache::{PrefixCache, PrefixCacheLimits};
 use super::{
     Detokenizer, EngineError, EngineStats, FinishReason, GenerationEvent, GenerationRequest, Job,
     LogprobEntry, TokenLogprobs, Usage,
@@ -20,9 +20,9 @@ pub(super) fn run(
     model: VisionLanguageModel,
     jobs: std::sync::mpsc::Receiver<Job>,
     stats: Arc<EngineStats>,
-    prefix_slots: usize,
+    prefix_limits: PrefixCacheLimits,
 ) {
-    let mut prefix = PrefixCache::new(prefix_slots);
+    let mut prefix = PrefixCache::new(prefix_limits);
     while let Ok(job) = jobs.recv() {
         if !job.events.is_closed() {
             let events = job.events.clone();

@@ -45,6 +45,11 @@ impl CpuKv {
         out
     }
 
+    /// Bytes of memory the store holds (its capacity, not only the filled positions).
+    pub fn bytes(&self) -> usize {
+        (self.k.capacity() + self.v.capacity()) * std::mem::size_of::<f32>()
+    }
+
     /// Positions stored.
     pub fn len(&self) -> usize {
         self.len

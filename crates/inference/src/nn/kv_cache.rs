@@ -60,6 +60,14 @@ impl LayerCache {
         })
     }
 
+    /// Bytes of memory the cached keys/values hold.
+    pub fn bytes(&self) -> usize {
+        let tensors = self.kv.as_ref().map_or(0, |(k, v)| {
+            (k.elem_count() + v.elem_count()) * k.dtype().size_in_bytes()
+        });
+        tensors + self.cpu.as_ref().map_or(0, CpuKv::bytes)
+    }
+
     /// Number of cached positions.
     pub fn len(&self) -> usize {
         if let Some(cpu) = &self.cpu {
@@ -109,6 +117,11 @@ impl KvCache {
             .map(|l| l.prefix(len))
             .collect::<Result<Vec<_>>>()?;
         Ok(Self { layers })
+    }
+
+    /// Bytes of memory held by every layer's keys/values.
+    pub fn bytes(&self) -> usize {
+        self.layers.iter().map(LayerCache::bytes).sum()
     }
 
     /// The cache of layer `i`.
