@@ -199,10 +199,7 @@ impl DecoderWeights<'_> {
     pub fn token_embedding(&self, vocab: usize, hidden: usize) -> Result<TokenEmbedding> {
         match self {
             Self::Float { vb, .. } => {
-                let table = vb.pp("embed_tokens").get((vocab, hidden), "weight")?;
-                Ok(TokenEmbedding::Dense(candle_nn::Embedding::new(
-                    table, hidden,
-                )))
+                TokenEmbedding::dense(vb.pp("embed_tokens").get((vocab, hidden), "weight")?)
             }
             Self::Gguf {
                 file: g,
@@ -211,10 +208,7 @@ impl DecoderWeights<'_> {
             } => {
                 let table = g.get("token_embd.weight", &[vocab, hidden]).map_err(err)?;
                 if *dequantize {
-                    let table = table.dequantize(g.device())?;
-                    return Ok(TokenEmbedding::Dense(candle_nn::Embedding::new(
-                        table, hidden,
-                    )));
+                    return TokenEmbedding::dense(table.dequantize(g.device())?);
                 }
                 TokenEmbedding::from_qtensor(table, g.device())
             }

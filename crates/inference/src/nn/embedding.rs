@@ -25,6 +25,12 @@ pub enum TokenEmbedding {
 }
 
 impl TokenEmbedding {
+    /// A dense `(vocab, hidden)` table.
+    pub fn dense(table: Tensor) -> Result<Self> {
+        let hidden = table.dim(1)?;
+        Ok(Self::Dense(Embedding::new(table, hidden)))
+    }
+
     /// Keeps `table` quantized when it is block-quantized and on the CPU; dense otherwise.
     pub fn from_qtensor(table: QTensor, device: &Device) -> Result<Self> {
         let (vocab, hidden) = table.shape().dims2()?;

@@ -23,6 +23,11 @@ pub enum QuantKernels {
     AsStored,
 }
 
+/// Types our kernels take only by requantizing them to Q8_0 (no lossless conversion).
+fn requantized_to_q8_0(dtype: GgmlDType) -> bool {
+    matches!(dtype, GgmlDType::Q5_1 | GgmlDType::Q5K | GgmlDType::Q6K)
+}
+
 /// Rows requantized at a time (bounds the f32 copy of a large matrix).
 const REQUANT_ROWS: usize = 256;
 
@@ -69,9 +74,7 @@ fn cpu_kernel(
         GgmlDType::Q5_0 if convert => {
             transcode::q5_0_to_q8_0(&data()?).and_then(|b| QuantMatmul::q8_0(&b, n, k))
         }
-        GgmlDType::Q5_1 | GgmlDType::Q5K | GgmlDType::Q6K if convert => {
-            requantize_q8_0(weight, n, k)?
-        }
+        t if convert && requantized_to_q8_0(t) => requantize_q8_0(weight, n, k)?,
         _ => None,
     })
 }
@@ -145,8 +148,8 @@ impl LinearLayer {
     pub fn quantize(linear: &Linear, dtype: GgmlDType, kernels: QuantKernels) -> Result<Self> {
         let w = linear.weight().to_dtype(DType::F32)?;
         let in_dim = w.dim(1)?;
-        let requantized = matches!(dtype, GgmlDType::Q5_1 | GgmlDType::Q5K | GgmlDType::Q6K);
-        let dtype = if kernels == QuantKernels::Convert && requantized && w.device().is_cpu() {
+        let convert = kernels == QuantKernels::Convert && w.device().is_cpu();
+        let dtype = if convert && requantized_to_q8_0(dtype) {
             GgmlDType::Q8_0
         } else {
             dtype
