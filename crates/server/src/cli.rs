@@ -4,6 +4,7 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 
 use clap::{Parser, ValueEnum};
+use vlm_inference::engine::PrefixCacheLimits;
 
 /// OpenAI-compatible server for LLaVA-style vision-language models.
 #[derive(Debug, Clone, Parser)]
@@ -70,11 +71,11 @@ pub struct Args {
     /// Recent text-only requests whose keys/values are kept for reuse by a request that
     /// starts with the same tokens (the next turn of a chat, a shared system prompt); least
     /// recently used dropped first.
-    #[arg(long, env = "VLM_PREFIX_CACHE_SLOTS", default_value_t = 4)]
+    #[arg(long, env = "VLM_PREFIX_CACHE_SLOTS", default_value_t = PrefixCacheLimits::default().slots)]
     pub prefix_cache_slots: usize,
     /// Memory the kept keys/values may hold in all, in MiB (least recently used dropped
     /// first; a conversation larger than this is not kept).
-    #[arg(long, env = "VLM_PREFIX_CACHE_MIB", default_value_t = 2048)]
+    #[arg(long, env = "VLM_PREFIX_CACHE_MIB", default_value_t = PrefixCacheLimits::default().max_bytes >> 20)]
     pub prefix_cache_mib: usize,
     /// Keep no keys/values between requests (same as --prefix-cache-slots 0).
     #[arg(long, env = "VLM_NO_PREFIX_CACHE")]
