@@ -16,7 +16,7 @@ prompt token ids (the GGUF tokenizers agree: crates/inference/tests/gguf_tokeniz
 one warm-up, then the best of --reps runs: prefill = one pass over the prompt into an empty
 cache, decode = greedy steps after it, EOS ignored. Both sides are timed by wall clock around
 their calls; llama.cpp's decode time therefore includes llama-cpp-python's per-token work
-(copying the logits row into numpy and the argmax), as ours includes our argmax. Prints a
+(wrapping the logits row in numpy and the argmax), as ours includes our argmax. Prints a
 Markdown table with ratios.
 """
 
@@ -43,6 +43,7 @@ LLAMA_SIDE = textwrap.dedent(
     threads, n_prompt, n_decode, reps = int(threads), int(n_prompt), int(n_decode), int(reps)
     m = llama_cpp.Llama(model_path=model, n_ctx=n_prompt + n_decode + 8, n_batch=512,
                         n_threads=threads, n_threads_batch=threads, verbose=False)
+    n_vocab = m.n_vocab()
     ids = []
     while len(ids) < n_prompt:
         ids += m.tokenize(text.encode(), add_bos=False, special=False)
@@ -53,7 +54,10 @@ LLAMA_SIDE = textwrap.dedent(
         t = time.perf_counter(); m.eval(ids); p = time.perf_counter() - t
         t = time.perf_counter()
         for _ in range(n_decode):
-            nxt = int(np.argmax(m.scores[m.n_tokens - 1]))
+            # The last position's logits straight from llama.cpp: llama-cpp-python's own
+            # `scores` is only filled with logits_all=True.
+            last = np.ctypeslib.as_array(m._ctx.get_logits(), shape=(n_vocab,))
+            nxt = int(np.argmax(last))
             m.eval([nxt])
         d = time.perf_counter() - t
         if rep:
