@@ -90,11 +90,13 @@ impl CpuKv {
         self.len += seq;
     }
 
+    #[cfg(test)]
     fn key(&self, head: usize, pos: usize) -> &[f32] {
         let at = (head * self.capacity + pos) * self.head_dim;
         &self.k[at..at + self.head_dim]
     }
 
+    #[cfg(test)]
     fn value(&self, head: usize, pos: usize) -> &[f32] {
         let at = (head * self.capacity + pos) * self.head_dim;
         &self.v[at..at + self.head_dim]
