@@ -109,6 +109,9 @@ const BLOCK_ROWS: usize = 16;
 const TILE_KEYS: usize = 128;
 /// Keys per work item when few query rows (decode) are split over the keys instead.
 const SPLIT_KEYS: usize = 256;
+/// Up to this many rows per work item, scores and value sums are plain loops (a matrix
+/// product call costs more than it saves for a decode step's few rows).
+const SMALL_ROWS: usize = 8;
 /// Below this many query·key pairs the worker-pool hand-off costs more than it saves.
 const PARALLEL_MIN_PAIRS: usize = 1024;
 
@@ -145,6 +148,19 @@ unsafe fn matmul(
         false,
         gemm::Parallelism::None,
     );
+}
+
+/// `Σ a·b`, eight partial sums at a time so the compiler vectorizes it.
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0f32; 8];
+    let whole = a.len() / 8 * 8;
+    for (ca, cb) in a[..whole].chunks_exact(8).zip(b[..whole].chunks_exact(8)) {
+        for i in 0..8 {
+            acc[i] += ca[i] * cb[i];
+        }
+    }
+    let tail: f32 = a[whole..].iter().zip(&b[whole..]).map(|(x, y)| x * y).sum();
+    acc.iter().sum::<f32>() + tail
 }
 
 /// Softmax state of some query rows over some of their keys: running maximum, sum of
@@ -214,16 +230,25 @@ impl Problem<'_> {
         while t0 < keys.end {
             let tk = TILE_KEYS.min(keys.end - t0);
             assert!((t0 + tk) * d <= key_rows.len() && t0 + tk <= self.kv.len);
-            // SAFETY: keys t0..t0 + tk of head g are inside the store (asserted); `scores`
-            // holds r_total × tk values and `qb` r_total × d.
-            unsafe {
-                matmul(
-                    [r_total, tk, d],
-                    scores.as_mut_ptr(),
-                    false,
-                    (qb.as_ptr(), d),
-                    (key_rows.as_ptr().add(t0 * d), 1, d),
-                );
+            if r_total <= SMALL_ROWS {
+                // Few rows (decode): plain dot products, each key read once for all rows.
+                for (j, key) in key_rows[t0 * d..(t0 + tk) * d].chunks_exact(d).enumerate() {
+                    for (r, qrow) in qb.chunks_exact(d).enumerate() {
+                        scores[r * tk + j] = dot(qrow, key);
+                    }
+                }
+            } else {
+                // SAFETY: keys t0..t0 + tk of head g are inside the store (asserted);
+                // `scores` holds r_total × tk values and `qb` r_total × d.
+                unsafe {
+                    matmul(
+                        [r_total, tk, d],
+                        scores.as_mut_ptr(),
+                        false,
+                        (qb.as_ptr(), d),
+                        (key_rows.as_ptr().add(t0 * d), 1, d),
+                    );
+                }
             }
             for r in 0..r_total {
                 let (lo, hi) = self.visible(rows.i0 + r % per_head);
@@ -256,16 +281,26 @@ impl Problem<'_> {
                         .for_each(|a| *a *= correction);
                 }
             }
-            // SAFETY: values t0..t0 + tk of head g lie inside the store like the keys;
-            // `acc` holds r_total × d values.
-            unsafe {
-                matmul(
-                    [r_total, d, tk],
-                    p.acc.as_mut_ptr(),
-                    true,
-                    (scores.as_ptr(), tk),
-                    (value_rows.as_ptr().add(t0 * d), d, 1),
-                );
+            if r_total <= SMALL_ROWS {
+                let tile = &value_rows[t0 * d..(t0 + tk) * d];
+                for (j, value) in tile.chunks_exact(d).enumerate() {
+                    for (r, acc) in p.acc.chunks_exact_mut(d).enumerate() {
+                        let w = scores[r * tk + j];
+                        acc.iter_mut().zip(value).for_each(|(a, v)| *a += w * v);
+                    }
+                }
+            } else {
+                // SAFETY: values t0..t0 + tk of head g lie inside the store like the keys;
+                // `acc` holds r_total × d values.
+                unsafe {
+                    matmul(
+                        [r_total, d, tk],
+                        p.acc.as_mut_ptr(),
+                        true,
+                        (scores.as_ptr(), tk),
+                        (value_rows.as_ptr().add(t0 * d), d, 1),
+                    );
+                }
             }
             t0 += tk;
         }
