@@ -109,6 +109,8 @@ const BLOCK_ROWS: usize = 16;
 const TILE_KEYS: usize = 128;
 /// Keys per work item when few query rows (decode) are split over the keys instead.
 const SPLIT_KEYS: usize = 256;
+/// Fewer query rows than this (decode) split the work over keys, not over row blocks.
+const SPLIT_BELOW_ROWS: usize = 4;
 /// Up to this many rows per work item, scores and value sums are plain loops (a matrix
 /// product call costs more than it saves for a decode step's few rows).
 const SMALL_ROWS: usize = 8;
@@ -223,6 +225,9 @@ impl Problem<'_> {
             sum: vec![0f32; r_total],
             acc: vec![0f32; r_total * d],
         };
+        // Few rows (decode): plain loops, each key and value read once for all rows; a matrix
+        // product call costs more than it saves there.
+        let small = r_total <= SMALL_ROWS;
         let mut scores = vec![0f32; r_total * TILE_KEYS];
         let base = rows.g * self.kv.capacity * d;
         let (key_rows, value_rows) = (&self.kv.k[base..], &self.kv.v[base..]);
@@ -230,8 +235,7 @@ impl Problem<'_> {
         while t0 < keys.end {
             let tk = TILE_KEYS.min(keys.end - t0);
             assert!((t0 + tk) * d <= key_rows.len() && t0 + tk <= self.kv.len);
-            if r_total <= SMALL_ROWS {
-                // Few rows (decode): plain dot products, each key read once for all rows.
+            if small {
                 for (j, key) in key_rows[t0 * d..(t0 + tk) * d].chunks_exact(d).enumerate() {
                     for (r, qrow) in qb.chunks_exact(d).enumerate() {
                         scores[r * tk + j] = dot(qrow, key);
@@ -281,7 +285,7 @@ impl Problem<'_> {
                         .for_each(|a| *a *= correction);
                 }
             }
-            if r_total <= SMALL_ROWS {
+            if small {
                 let tile = &value_rows[t0 * d..(t0 + tk) * d];
                 for (j, value) in tile.chunks_exact(d).enumerate() {
                     for (r, acc) in p.acc.chunks_exact_mut(d).enumerate() {
@@ -387,7 +391,7 @@ pub fn attend(
     let out_addr = out.as_mut_ptr() as usize;
     let pool = candle_core::utils::barrier_pool();
     let parallel = heads * seq * (offset + seq) >= PARALLEL_MIN_PAIRS;
-    if seq >= BLOCK_ROWS / 4 {
+    if seq >= SPLIT_BELOW_ROWS {
         let blocks = seq.div_ceil(BLOCK_ROWS);
         let item = |idx: usize| {
             let (g, b) = (idx / blocks, idx % blocks);
